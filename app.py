@@ -1,0 +1,50 @@
+"""The ethdash dashboard: declares the pages and the shared sidebar. Start it with `make run`."""
+
+import streamlit as st
+
+from ethdash import catalog
+from ethdash.importer import import_demo_if_empty
+from ethdash.store import Store
+
+st.set_page_config(page_title="ethdash", page_icon="⚖️", layout="wide")
+
+
+@st.cache_resource(show_spinner="Preparing the demo sample…")
+def _ensure_items(path: str) -> None:
+    """Once per app process: fall back to the shipped demo sample when the store is empty."""
+    import_demo_if_empty(Store())
+
+
+store = Store()
+_ensure_items(str(store.path))
+datasets = {d.name: d for d in catalog.datasets(store)}
+params = st.query_params
+
+
+def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
+    """A sidebar select box whose value lives in the URL, so that a link reopens the same view."""
+    wanted = params.get(param)
+    index = options.index(wanted) if wanted in options else 0
+    value = st.sidebar.selectbox(label, options, index=index, key=f"sidebar_{param}", **kwargs)
+    if params.get(param) != value:
+        params[param] = value
+    return value
+
+
+st.sidebar.title("ethdash")
+if not datasets:
+    st.error("The store holds no items. Import data with `ethdash data import PATH`.")
+    st.stop()
+dataset = datasets[_choice("Dataset", list(datasets), "dataset")]
+split = _choice("Split", catalog.splits(store, dataset.name), "split")
+view = dataset.view(_choice("Label view", [v.name for v in dataset.views], "view",
+                            help="Which answer options the votes are counted over."))
+st.sidebar.caption(view.description)
+if split == "demo":
+    st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")
+st.sidebar.caption(f"Store: `{store.path}`")
+
+st.session_state["selection"] = {"dataset": dataset.name, "split": split, "view": view.name,
+                                 "options": view.options, "kind": dataset.kind}
+page = st.navigation([st.Page("pages/browse.py", title="Browse", icon="🔎", default=True)])
+page.run()

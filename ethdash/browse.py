@@ -1,0 +1,75 @@
+"""What the Browse screen shows, computed from the store: the item table, its filters, one item.
+
+Pure functions over frames, plus one loader; the page only arranges widgets around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ethdash import catalog
+from ethdash.store import Store
+from ethdash.votes import majority, posterior_interval, shares, vote_margin
+
+
+def item_table(store: Store, dataset: str, split: str | None, view: str, options: tuple[str, ...]) -> pd.DataFrame:
+    """The items of one dataset, split and view, with the columns the table shows and filters use."""
+    frame = catalog.items_frame(store, dataset, split, view)
+    if frame.empty:
+        return frame
+    counts = catalog.counts_matrix(frame)
+    maj = majority(counts)
+    frame["summary"] = [_summary(t, a) for t, a in zip(frame["title"], frame["actions"])]
+    frame["n_votes"] = counts.sum(axis=1).astype(int)
+    frame["margin"] = vote_margin(counts)
+    frame["majority"] = [options[m] if m >= 0 else "tie" for m in maj]
+    frame["split_text"] = [" · ".join(str(int(c)) for c in row) for row in counts]
+    return frame
+
+
+def _summary(title: str | None, actions: object) -> str:
+    if title:
+        return title
+    acts = list(actions) if actions is not None else []
+    return "  vs.  ".join(acts)
+
+
+@dataclass(frozen=True)
+class Filters:
+    controversial: bool | None = None  # None: both
+    margin: tuple[float, float] = (0.0, 1.0)
+    search: str = ""
+    post_types: tuple[str, ...] = ()  # empty: all
+
+
+def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    keep = (frame["margin"] >= f.margin[0] - 1e-12) & (frame["margin"] <= f.margin[1] + 1e-12)
+    if f.controversial is not None:
+        keep &= frame["controversial"] == f.controversial
+    if f.post_types:
+        keep &= frame["post_type"].isin(f.post_types)
+    if f.search.strip():
+        needle = f.search.strip().lower()
+        haystack = (frame["summary"].fillna("") + "\n" + frame["text"].fillna("") + "\n"
+                    + frame["actions"].map(lambda a: " ".join(a) if a is not None else ""))
+        keep &= haystack.str.lower().str.contains(needle, regex=False)
+    return frame[keep]
+
+
+def vote_split(counts: object, options: tuple[str, ...], sample: str, level: float = 0.9) -> pd.DataFrame:
+    """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n)."""
+    n = np.asarray(counts, dtype=float)
+    low, high = posterior_interval(n, level)
+    return pd.DataFrame({
+        "sample": sample,
+        "option": list(options),
+        "votes": n.astype(int),
+        "share": shares(n)[0],
+        "low": low[0],
+        "high": high[0],
+    })

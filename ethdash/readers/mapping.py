@@ -1,0 +1,206 @@
+"""A generic reader for any dataset of scenarios with human vote counts (JSONL or CSV).
+
+A small mapping says which columns hold the id, the text and the votes of each option:
+
+    dataset = "trolley"          # a new dataset name (lower case, digits, - and _)
+    options = ["YES", "NO"]      # the answer options, in order
+    votes = ["n_yes", "n_no"]    # one vote-count column per option
+    text = "scenario"            # the column with the scenario text
+    id = "uid"                   # optional: default is the line number
+    title = "headline"           # optional
+    split = "test"               # optional fixed split (default "all"), or:
+    split_column = "part"        # a column that names each record's split
+    second_votes = ["y2", "n2"]  # optional: an independent second human sample
+
+as a TOML or JSON file, or as CLI flags. Imported items look like Scruples items everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ethdash.errors import DataError, Problem
+from ethdash.items import CUSTOM_VIEW, DATASET_NAME, SCRUPLES_DATASETS, SPLIT_NAME, Item
+from ethdash.readers.records import ProblemLog, Record, check_unique_ids, decode_lines, json_records
+
+
+@dataclass(frozen=True)
+class Mapping:
+    dataset: str
+    options: tuple[str, ...]
+    votes: tuple[str, ...]
+    text: str
+    id: str | None = None
+    title: str | None = None
+    split: str = "all"
+    split_column: str | None = None
+    second_votes: tuple[str, ...] | None = None
+    format: str | None = None  # "jsonl" or "csv"; default: from the file's extension
+    source: str = "mapping"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "mapping") -> Mapping:
+        problems: list[Problem] = []
+
+        def bad(field: str, message: str) -> None:
+            problems.append(Problem(source, message, field=field))
+
+        known = {f.name for f in fields(cls)} - {"source"}
+        for key in raw:
+            if key not in known:
+                bad(key, f"unknown key (known: {', '.join(sorted(known))})")
+        for key in ("dataset", "options", "votes", "text"):
+            if raw.get(key) in (None, "", []):
+                bad(key, "required")
+        for key in ("dataset", "text", "id", "title", "split", "split_column", "format"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                bad(key, "expected a string")
+        for key in ("options", "votes", "second_votes"):
+            value = raw.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                bad(key, "expected a list of strings")
+        if not problems:
+            name = raw["dataset"]
+            if not DATASET_NAME.match(name) or name in SCRUPLES_DATASETS:
+                bad("dataset", f"'{name}' is not allowed: use lower case letters, digits, - and _, "
+                    f"and not {' or '.join(SCRUPLES_DATASETS)}")
+            if not SPLIT_NAME.match(raw.get("split", "all")):
+                bad("split", f"'{raw['split']}' is not allowed: use letters, digits, - and _")
+            n = len(raw["options"])
+            if n < 2:
+                bad("options", "at least two options are needed")
+            if len(set(raw["options"])) != n:
+                bad("options", "option names must be distinct")
+            for key in ("votes", "second_votes"):
+                if raw.get(key) is not None and len(raw[key]) != n:
+                    bad(key, f"one column per option: {n} options, {len(raw[key])} columns")
+            if raw.get("format") not in (None, "jsonl", "csv"):
+                bad("format", "must be 'jsonl' or 'csv'")
+        if problems:
+            raise DataError(problems)
+        tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes") if raw.get(k) is not None}
+        return cls(**{**raw, **tuples, "source": source})
+
+    @classmethod
+    def from_file(cls, path: Path) -> Mapping:
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise DataError([Problem(source, f"cannot read the mapping: {exc}")]) from exc
+        if not isinstance(raw, dict):
+            raise DataError([Problem(source, "a mapping is an object of keys")])
+        return cls.from_dict(raw, source)
+
+    def columns(self) -> list[str]:
+        named = [self.text, self.id, self.title, self.split_column, *self.votes, *(self.second_votes or ())]
+        return [c for c in named if c]
+
+    def file_format(self, file_name: str) -> str | None:
+        if self.format:
+            return self.format
+        lower = file_name.lower()
+        if lower.endswith((".jsonl", ".ndjson")):
+            return "jsonl"
+        if lower.endswith(".csv"):
+            return "csv"
+        return None
+
+
+def read_mapped(data: bytes, source: str, mapping: Mapping, log: ProblemLog) -> list[Item]:
+    fmt = mapping.file_format(source)
+    if fmt is None:
+        log.add("cannot tell the format from the file name: give format = 'jsonl' or 'csv' in the mapping")
+        return []
+    records = _csv_records(data, mapping, log) if fmt == "csv" else _jsonl_records(data, mapping, log)
+    items = [item for item in (_item(r, mapping, source) for r in records) if item is not None]
+    check_unique_ids(items, log)
+    return items
+
+
+def _jsonl_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
+    for line, obj in json_records(data, log):
+        record = Record(obj, line, log)
+        for column in mapping.columns():
+            if column not in obj:
+                record.problem(f"the mapping names '{column}', which this record does not have "
+                               f"(it has: {', '.join(list(obj)[:12])})")
+        yield record
+
+
+def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
+    text = "\n".join(line for _, line in decode_lines(data, log))
+    if log.problems:
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in mapping.columns() if c not in header]
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        log.add(f"the mapping names {names}, which the file does not have (columns: {', '.join(header)})", 1)
+        return
+    for row in reader:
+        record = Record(row, reader.line_num, log)
+        # CSV cells are strings: turn the vote columns into numbers here, reporting bad ones.
+        for column in (*mapping.votes, *(mapping.second_votes or ())):
+            cell = (row.get(column) or "").strip()
+            try:
+                row[column] = int(cell)
+            except ValueError:
+                try:
+                    row[column] = float(cell)
+                except ValueError:
+                    record.problem(f"vote counts must be integers, found '{cell[:40]}'", column)
+        yield record
+
+
+def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
+    if not record.ok:
+        return None
+    obj = record.obj
+    item_id = str(obj[mapping.id]).strip() if mapping.id else f"line-{record.line}"
+    if not item_id:
+        record.problem("empty id", mapping.id)
+    split = mapping.split
+    if mapping.split_column:
+        split = str(obj[mapping.split_column]).strip()
+        if not SPLIT_NAME.match(split):
+            record.problem(f"'{split}' is not a valid split name", mapping.split_column)
+    text = record.text(mapping.text)
+    title = record.text(mapping.title, required=False) if mapping.title else None
+    votes = _counts(record, mapping.votes, require_votes=True)
+    second = _counts(record, mapping.second_votes, require_votes=False) if mapping.second_votes else None
+    if not record.ok or votes is None:
+        return None
+    return Item(
+        dataset=mapping.dataset,
+        split=split,
+        item_id=item_id,
+        title=title,
+        text=text,
+        votes={CUSTOM_VIEW: votes},
+        second_votes={CUSTOM_VIEW: second} if second else {},
+        source=source,
+        line=record.line,
+    )
+
+
+def _counts(record: Record, columns: tuple[str, ...], require_votes: bool) -> tuple[int, ...] | None:
+    out: list[int] = []
+    for column in columns:
+        counts = record.counts([record.obj[column]], column, require_votes=False)
+        if counts is None:
+            return None
+        out.extend(counts)
+    if require_votes and sum(out) == 0:
+        record.problem("the item has no votes (all counts are zero)", ", ".join(columns))
+        return None
+    return tuple(out)

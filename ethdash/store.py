@@ -1,0 +1,91 @@
+"""The store: one DuckDB file under ETHDASH_HOME.
+
+Who opens the file, and when (DuckDB allows one writing process at a time, ../shared/DESIGN.md §6):
+- Every ethdash process (a CLI command, each rerun of a Streamlit page, later the background
+  runs) opens the file only for one unit of work, through `Store.connect()`, and closes it at
+  once. No connection outlives the unit: nothing holds the file while idle, and the app never
+  keeps a connection in `st.cache_resource`.
+- All connections are read-write. DuckDB refuses to mix read-only and read-write connections to
+  one file within a process, and units are short, so nothing is gained by read-only ones.
+- When another process holds the file, `connect()` retries with backoff (jittered, up to
+  ETHDASH_LOCK_TIMEOUT seconds) instead of failing with a lock error.
+- Long jobs write in batches, each batch its own unit of work; background runs report progress
+  through files in their own run folder, not through the store.
+- Within one process, connections to the same file share one database instance, so threads
+  (Streamlit's reruns) each take their own connection from `connect()`.
+- The schema is created and upgraded by the recorded, ordered migrations in `migrations.py`, run
+  on the first connection a process makes to a file.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from ethdash import settings
+from ethdash.errors import StoreBusyError
+from ethdash.migrations import migrate
+
+_LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
+_migrated: set[Path] = set()
+_migrate_lock = threading.Lock()
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(m in str(exc) for m in _LOCK_MESSAGES)
+
+
+def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    timeout_s = settings.lock_timeout_s() if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"the store {path} stayed locked by another process for {timeout_s:.0f} s; "
+                    "try again when it has finished (or raise ETHDASH_LOCK_TIMEOUT)"
+                ) from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+
+class Store:
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path is not None else settings.store_path()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One unit of work: open (waiting for other processes), yield, close."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = open_with_retry(self.path)
+        try:
+            if self.path not in _migrated:
+                with _migrate_lock:
+                    migrate(con)
+                    _migrated.add(self.path)
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A unit of work that commits entirely or not at all."""
+        with self.connect() as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()

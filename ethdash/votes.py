@@ -1,0 +1,59 @@
+"""Vote arithmetic for one or many items. Pure: numpy and scipy only.
+
+`counts` is an (items x options) array of non-negative vote counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+# An anecdote is "controversial" when the binarized vote margin is below this.
+ANECDOTE_CONTROVERSIAL_MARGIN = 0.5
+
+
+def as_counts(counts: object) -> np.ndarray:
+    arr = np.asarray(counts, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    return arr
+
+
+def shares(counts: object) -> np.ndarray:
+    """The human distribution ȳ = n / N per item."""
+    arr = as_counts(counts)
+    return arr / arr.sum(axis=1, keepdims=True)
+
+
+def vote_margin(counts: object) -> np.ndarray:
+    """Top vote share minus the second."""
+    s = np.sort(shares(counts), axis=1)
+    return s[:, -1] - s[:, -2]
+
+
+def majority(counts: object) -> np.ndarray:
+    """Index of the majority option per item, or -1 where the top count is tied."""
+    arr = as_counts(counts)
+    top = arr.max(axis=1, keepdims=True)
+    tied = (arr == top).sum(axis=1) > 1
+    return np.where(tied, -1, arr.argmax(axis=1))
+
+
+def unanimous(counts: object) -> np.ndarray:
+    arr = as_counts(counts)
+    return (arr > 0).sum(axis=1) <= 1
+
+
+def anecdote_controversial(binarized_counts: object) -> np.ndarray:
+    return vote_margin(binarized_counts) < ANECDOTE_CONTROVERSIAL_MARGIN
+
+
+def posterior_interval(counts: object, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed interval of each option's share under the Dirichlet posterior α = 1 + n.
+
+    The marginal of a Dirichlet is Beta(α_k, Σα − α_k). Returns (low, high), each items x options.
+    """
+    alpha = as_counts(counts) + 1.0
+    rest = alpha.sum(axis=1, keepdims=True) - alpha
+    tail = (1.0 - level) / 2.0
+    return stats.beta.ppf(tail, alpha, rest), stats.beta.ppf(1.0 - tail, alpha, rest)

@@ -1,0 +1,83 @@
+"""Browse: filter the items of the chosen dataset and split, read one with its human vote split."""
+
+import pandas as pd
+import streamlit as st
+
+from ethdash.browse import Filters, apply_filters, item_table, vote_split
+from ethdash.figures import vote_split_chart
+from ethdash.store import Store
+
+selection = st.session_state["selection"]
+options = tuple(selection["options"])
+table = item_table(Store(), selection["dataset"], selection["split"], selection["view"], options)
+
+st.header(f"{selection['dataset']} · {selection['split']}")
+if table.empty:
+    st.info("No items with votes in this view.")
+    st.stop()
+
+left, middle, right = st.columns([1, 2, 2])
+contro = left.radio("Controversial", ["all", "yes", "no"], horizontal=True, key="f_contro")
+margin = middle.slider("Vote margin (top share − second)", 0.0, 1.0, (0.0, 1.0), step=0.05, key="f_margin")
+search = right.text_input("Search text", key="f_search", placeholder="words in the title, text or actions")
+post_types = sorted(t for t in table["post_type"].dropna().unique())
+chosen_types = st.multiselect("Post type", post_types, key="f_types") if post_types else []
+filters = Filters({"all": None, "yes": True, "no": False}[contro], margin, search, tuple(chosen_types))
+shown = apply_filters(table, filters).reset_index(drop=True)
+st.caption(f"{len(shown)} of {len(table)} items")
+
+event = st.dataframe(
+    shown[["item_id", "summary", "split_text", "n_votes", "majority", "margin", "controversial"]],
+    hide_index=True, on_select="rerun", selection_mode="single-row", key="items", height=280,
+    column_config={
+        "item_id": st.column_config.TextColumn("id", width="small"),
+        "summary": st.column_config.TextColumn("scenario", width="large"),
+        "split_text": st.column_config.TextColumn("votes", help="Votes for " + " · ".join(options)),
+        "n_votes": st.column_config.NumberColumn("N"),
+        "margin": st.column_config.ProgressColumn("margin", min_value=0.0, max_value=1.0, format="%.2f"),
+    },
+)
+if shown.empty:
+    st.stop()
+
+# The open item: a row picked in the table, else the one in the URL, else the first shown.
+ids = list(shown["item_id"])
+picked = event.selection.rows if event else []
+if picked:
+    st.query_params["item"] = ids[picked[0]]
+current = st.query_params.get("item")
+position = ids.index(current) if current in ids else 0
+
+prev_col, info_col, next_col = st.columns([1, 6, 1])
+if prev_col.button("◀ Previous", disabled=position == 0, width="stretch"):
+    position -= 1
+if next_col.button("Next ▶", disabled=position >= len(ids) - 1, width="stretch"):
+    position += 1
+st.query_params["item"] = ids[position]
+item = shown.iloc[position]
+info_col.caption(f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:"
+                 f"{item['source_line']}")
+
+text_col, chart_col = st.columns([3, 2])
+with text_col:
+    # Scenario text comes from the internet: shown as plain text, never as Markdown or HTML.
+    if item["title"]:
+        st.caption("Title")
+        st.text(item["title"])
+    if selection["kind"] == "dilemmas":
+        st.caption("Which action is worse?")
+        for label, action in zip(options, item["actions"]):
+            st.text(f"{label}: {action}")
+    elif len(item["actions"]):
+        st.caption("Action")
+        st.text(item["actions"][0])
+    if item["text"]:
+        st.caption("Text")
+        st.text(item["text"])
+    st.caption(f"Post type: {item['post_type'] or '—'} · controversial: {'yes' if item['controversial'] else 'no'}")
+with chart_col:
+    samples = [vote_split(item["counts"], options, "human votes")]
+    if item["second_counts"] is not None:
+        samples.append(vote_split(item["second_counts"], options, "second human sample"))
+    st.plotly_chart(vote_split_chart(pd.concat(samples, ignore_index=True)), width="stretch", key="vote_chart")
+    st.caption("Bars: share of votes; whiskers: 90% posterior interval (Dirichlet, uniform prior).")
