@@ -37,14 +37,22 @@ if not datasets:
     st.stop()
 dataset = datasets[_choice("Dataset", list(datasets), "dataset")]
 split = _choice("Split", catalog.splits(store, dataset.name), "split")
-view = dataset.view(_choice("Label view", [v.name for v in dataset.views], "view",
-                            help="Which answer options the votes are counted over."))
+view = dataset.view(
+    _choice(
+        "Label view", [v.name for v in dataset.views], "view", help="Which answer options the votes are counted over."
+    )
+)
 st.sidebar.caption(view.description)
 if split == "demo":
     st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")
 st.sidebar.caption(f"Store: `{store.path}`")
 
-st.session_state["selection"] = {"dataset": dataset.name, "split": split, "view": view.name,
-                                 "options": view.options, "kind": dataset.kind}
+st.session_state["selection"] = {
+    "dataset": dataset.name,
+    "split": split,
+    "view": view.name,
+    "options": view.options,
+    "kind": dataset.kind,
+}
 page = st.navigation([st.Page("pages/browse.py", title="Browse", icon="🔎", default=True)])
 page.run()

@@ -55,8 +55,13 @@ def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
         keep &= frame["post_type"].isin(f.post_types)
     if f.search.strip():
         needle = f.search.strip().lower()
-        haystack = (frame["summary"].fillna("") + "\n" + frame["text"].fillna("") + "\n"
-                    + frame["actions"].map(lambda a: " ".join(a) if a is not None else ""))
+        haystack = (
+            frame["summary"].fillna("")
+            + "\n"
+            + frame["text"].fillna("")
+            + "\n"
+            + frame["actions"].map(lambda a: " ".join(a) if a is not None else "")
+        )
         keep &= haystack.str.lower().str.contains(needle, regex=False)
     return frame[keep]
 
@@ -65,11 +70,13 @@ def vote_split(counts: object, options: tuple[str, ...], sample: str, level: flo
     """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n)."""
     n = np.asarray(counts, dtype=float)
     low, high = posterior_interval(n, level)
-    return pd.DataFrame({
-        "sample": sample,
-        "option": list(options),
-        "votes": n.astype(int),
-        "share": shares(n)[0],
-        "low": low[0],
-        "high": high[0],
-    })
+    return pd.DataFrame(
+        {
+            "sample": sample,
+            "option": list(options),
+            "votes": n.astype(int),
+            "share": shares(n)[0],
+            "low": low[0],
+            "high": high[0],
+        }
+    )

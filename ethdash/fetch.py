@@ -53,8 +53,9 @@ def download(url: str, target: Path, progress: Progress | None = None, timeout_s
     return target
 
 
-def fetch_scruples(datasets: list[str], progress_for: Callable[[str], Progress | None] | None = None,
-                   url: str | None = None) -> list[Path]:
+def fetch_scruples(
+    datasets: list[str], progress_for: Callable[[str], Progress | None] | None = None, url: str | None = None
+) -> list[Path]:
     """Download the named datasets' archives into ETHDASH_CACHE/downloads and return their paths."""
     root = (url or base_url()).rstrip("/")
     folder = settings.cache_dir() / "downloads"

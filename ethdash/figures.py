@@ -18,20 +18,33 @@ def vote_split_chart(split: pd.DataFrame, title: str = "Human vote split") -> go
     """Bars of each option's vote share per sample, with the posterior interval as error bars."""
     fig = go.Figure()
     for k, (sample, rows) in enumerate(split.groupby("sample", sort=False)):
-        fig.add_trace(go.Bar(
-            name=str(sample),
-            x=rows["option"],
-            y=rows["share"],
-            marker_color=PALETTE[k % len(PALETTE)],
-            error_y=dict(type="data", symmetric=False, array=rows["high"] - rows["share"],
-                         arrayminus=rows["share"] - rows["low"], thickness=1.5, width=6),
-            customdata=rows[["votes", "low", "high"]].to_numpy(),
-            hovertemplate="%{x}: %{y:.0%} (%{customdata[0]} votes)<br>90% interval "
-                          "%{customdata[1]:.0%}–%{customdata[2]:.0%}<extra>%{fullData.name}</extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                name=str(sample),
+                x=rows["option"],
+                y=rows["share"],
+                marker_color=PALETTE[k % len(PALETTE)],
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=rows["high"] - rows["share"],
+                    arrayminus=rows["share"] - rows["low"],
+                    thickness=1.5,
+                    width=6,
+                ),
+                customdata=rows[["votes", "low", "high"]].to_numpy(),
+                hovertemplate="%{x}: %{y:.0%} (%{customdata[0]} votes)<br>90% interval "
+                "%{customdata[1]:.0%}–%{customdata[2]:.0%}<extra>%{fullData.name}</extra>",
+            )
+        )
     fig.update_layout(
-        title=title, barmode="group", font=FONT, template="simple_white", height=320,
-        margin=dict(l=40, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2),
+        title=title,
+        barmode="group",
+        font=FONT,
+        template="simple_white",
+        height=320,
+        margin=dict(l=40, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.2),
         yaxis=dict(title="share of votes", range=[0, 1], tickformat=".0%"),
     )
     return fig

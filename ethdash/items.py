@@ -41,9 +41,7 @@ class LabelView:
 
 
 SCRUPLES_VIEWS: dict[str, tuple[LabelView, ...]] = {
-    DILEMMAS: (
-        LabelView(DILEMMA_VIEW, DILEMMA_OPTIONS, "which of the two actions is less ethical (5 crowd votes)"),
-    ),
+    DILEMMAS: (LabelView(DILEMMA_VIEW, DILEMMA_OPTIONS, "which of the two actions is less ethical (5 crowd votes)"),),
     ANECDOTES: (
         LabelView(ANECDOTE_VIEW, ANECDOTE_CLASSES, "who is in the wrong: community votes, 5 classes"),
         LabelView(BINARIZED_VIEW, BINARIZED_CLASSES, "RIGHT = OTHER + NOBODY, WRONG = AUTHOR + EVERYBODY"),

@@ -22,9 +22,8 @@ def soft_xent_items(counts: object, p: object) -> np.ndarray:
     """−Σ_k ȳ_k log p_k per item; a class with ȳ_k = 0 adds 0 (even where p_k = 0)."""
     y = shares(counts)
     pp = as_counts(p)
-    with np.errstate(divide="ignore"):
-        logp = np.log(pp)
-    return -np.where(y > 0, y * logp, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(y > 0, y * np.log(pp), 0.0).sum(axis=1)
 
 
 def soft_xent(counts: object, p: object) -> float:

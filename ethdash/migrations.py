@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
+
+
+# Times are stored as naive TIMESTAMPs in UTC (TIMESTAMPTZ would need pytz to read back).
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 Migrate = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -35,7 +42,7 @@ def migration(version: int, name: str) -> Callable[[Migrate], Migrate]:
 def applied_versions(con: duckdb.DuckDBPyConnection) -> list[int]:
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
     )
     return [row[0] for row in con.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
 
@@ -50,7 +57,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
         con.begin()
         try:
             m.apply(con)
-            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [m.version, m.name])
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [m.version, m.name, utc_now()])
         except BaseException:
             con.rollback()
             raise
@@ -90,7 +97,7 @@ def _initial(con: duckdb.DuckDBPyConnection) -> None:
             content_hash VARCHAR NOT NULL,
             source VARCHAR NOT NULL,
             source_line INTEGER,
-            imported_at TIMESTAMPTZ NOT NULL,
+            imported_at TIMESTAMP NOT NULL,
             PRIMARY KEY (dataset, split, item_id)
         )""")
     con.execute("""
@@ -109,5 +116,5 @@ def _initial(con: duckdb.DuckDBPyConnection) -> None:
             sha256 VARCHAR NOT NULL,
             items_new INTEGER NOT NULL,
             items_changed INTEGER NOT NULL,
-            imported_at TIMESTAMPTZ NOT NULL
+            imported_at TIMESTAMP NOT NULL
         )""")

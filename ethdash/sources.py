@@ -73,8 +73,11 @@ def _expand(path: Path, mapping: Mapping | None, problems: list[Problem]) -> lis
     if path.is_dir():
         wanted = _wanted_in_folder(path, mapping)
         if not wanted:
-            problems.append(Problem(str(path), f"no importable files in this folder (expected {EXPECTED_NAME} "
-                                               "or a .tar.gz of them)"))
+            problems.append(
+                Problem(
+                    str(path), f"no importable files in this folder (expected {EXPECTED_NAME} or a .tar.gz of them)"
+                )
+            )
         return [pair for p in wanted for pair in _expand(p, mapping, problems)]
     if path.name.endswith((".tar.gz", ".tgz")):
         return _tar_members(path, problems)
@@ -115,7 +118,10 @@ def _duplicates_across_files(items: list[Item]) -> list[Problem]:
     for item in items:
         if item.key in seen and seen[item.key].source != item.source:
             first = seen[item.key]
-            problems.append(Problem(item.source, f"id '{item.item_id}' also appears in {first.source}:{first.line}",
-                                    item.line, "id"))
+            problems.append(
+                Problem(
+                    item.source, f"id '{item.item_id}' also appears in {first.source}:{first.line}", item.line, "id"
+                )
+            )
         seen.setdefault(item.key, item)
     return problems

@@ -35,13 +35,31 @@ def corpus_stats(store: Store, n_draws: int = 200, seed: int = 0) -> list[SplitS
                 if frame.empty:
                     continue
                 counts = catalog.counts_matrix(frame)
-                out.append(_stats(dataset.name, split, view.name, view.options, counts,
-                                  frame["controversial"].to_numpy(), n_draws, seed))
+                out.append(
+                    _stats(
+                        dataset.name,
+                        split,
+                        view.name,
+                        view.options,
+                        counts,
+                        frame["controversial"].to_numpy(),
+                        n_draws,
+                        seed,
+                    )
+                )
     return out
 
 
-def _stats(dataset: str, split: str, view: str, options: tuple[str, ...], counts: np.ndarray,
-           controversial: np.ndarray, n_draws: int, seed: int) -> SplitStats:
+def _stats(
+    dataset: str,
+    split: str,
+    view: str,
+    options: tuple[str, ...],
+    counts: np.ndarray,
+    controversial: np.ndarray,
+    n_draws: int,
+    seed: int,
+) -> SplitStats:
     maj = majority(counts)
     strict = maj[maj >= 0]
     by_class = np.bincount(strict, minlength=len(options))

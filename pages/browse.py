@@ -28,7 +28,11 @@ st.caption(f"{len(shown)} of {len(table)} items")
 
 event = st.dataframe(
     shown[["item_id", "summary", "split_text", "n_votes", "majority", "margin", "controversial"]],
-    hide_index=True, on_select="rerun", selection_mode="single-row", key="items", height=280,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    key="items",
+    height=280,
     column_config={
         "item_id": st.column_config.TextColumn("id", width="small"),
         "summary": st.column_config.TextColumn("scenario", width="large"),
@@ -55,8 +59,9 @@ if next_col.button("Next ▶", disabled=position >= len(ids) - 1, width="stretch
     position += 1
 st.query_params["item"] = ids[position]
 item = shown.iloc[position]
-info_col.caption(f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:"
-                 f"{item['source_line']}")
+info_col.caption(
+    f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:{item['source_line']}"
+)
 
 text_col, chart_col = st.columns([3, 2])
 with text_col:

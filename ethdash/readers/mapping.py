@@ -69,8 +69,11 @@ class Mapping:
         if not problems:
             name = raw["dataset"]
             if not DATASET_NAME.match(name) or name in SCRUPLES_DATASETS:
-                bad("dataset", f"'{name}' is not allowed: use lower case letters, digits, - and _, "
-                    f"and not {' or '.join(SCRUPLES_DATASETS)}")
+                bad(
+                    "dataset",
+                    f"'{name}' is not allowed: use lower case letters, digits, - and _, "
+                    f"and not {' or '.join(SCRUPLES_DATASETS)}",
+                )
             if not SPLIT_NAME.match(raw.get("split", "all")):
                 bad("split", f"'{raw['split']}' is not allowed: use letters, digits, - and _")
             n = len(raw["options"])
@@ -131,14 +134,22 @@ def _jsonl_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[R
         record = Record(obj, line, log)
         for column in mapping.columns():
             if column not in obj:
-                record.problem(f"the mapping names '{column}', which this record does not have "
-                               f"(it has: {', '.join(list(obj)[:12])})")
+                record.problem(
+                    f"the mapping names '{column}', which this record does not have "
+                    f"(it has: {', '.join(list(obj)[:12])})"
+                )
         yield record
 
 
 def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
-    text = "\n".join(line for _, line in decode_lines(data, log))
-    if log.problems:
+    if not data.strip():
+        log.add("the file is empty")
+        return
+    try:
+        text = data.decode("utf-8-sig")  # whole, so that quoted cells keep their blank lines
+    except UnicodeDecodeError:
+        for _ in decode_lines(data, log):  # only to report the lines that are not UTF-8
+            pass
         return
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []

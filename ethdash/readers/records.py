@@ -72,8 +72,14 @@ class Record:
         self.ok = False
         self.log.add(message, self.line, field)
 
-    def get(self, field: str, kind: type | tuple[type, ...], required: bool = True, where: dict | None = None,
-            label: str | None = None) -> Any:
+    def get(
+        self,
+        field: str,
+        kind: type | tuple[type, ...],
+        required: bool = True,
+        where: dict | None = None,
+        label: str | None = None,
+    ) -> Any:
         source = self.obj if where is None else where
         name = label or field
         value = source.get(field, _MISSING)
@@ -88,7 +94,9 @@ class Record:
             return None
         return value
 
-    def text(self, field: str, required: bool = True, where: dict | None = None, label: str | None = None) -> str | None:
+    def text(
+        self, field: str, required: bool = True, where: dict | None = None, label: str | None = None
+    ) -> str | None:
         value = self.get(field, str, required, where, label)
         return None if value is None else html.unescape(value)
 

@@ -1,0 +1,3 @@
+from ethdash.cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""The Browse screen: in Streamlit's AppTest, and in a real headless Chromium for what a person sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ethdash.importer import import_paths
+from ethdash.readers.mapping import Mapping
+from ethdash.settings import demo_dir
+
+from .conftest import ROOT
+
+HOSTILE = '<img src="x" onerror="document.title=\'pwned\'"> **not bold** [link](javascript:alert(1)) &amp;'
+
+
+def hostile_dataset(store, tmp_path: Path) -> None:
+    """Scenario text comes from the internet: a dataset whose text is HTML and Markdown."""
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"id": f"h{i}", "text": HOSTILE, "title": f"<b>title {i}</b>", "y": i + 1, "n": 2})
+            for i in range(3)
+        )
+        + "\n"
+    )
+    mapping = Mapping.from_dict(
+        {
+            "dataset": "hostile",
+            "options": ["YES", "NO"],
+            "votes": ["y", "n"],
+            "text": "text",
+            "title": "title",
+            "id": "id",
+            "split": "dev",
+        }
+    )
+    import_paths(store, [path], mapping)
+
+
+def app_test() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+
+
+def test_an_empty_store_falls_back_to_the_demo_sample(store):
+    at = app_test().run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].value in ("anecdotes", "dilemmas")
+    assert any("Demo sample" in w.value for w in at.sidebar.warning)
+    assert "of 12 items" in at.caption[0].value or "of 24 items" in at.caption[0].value
+
+
+def test_filters_narrow_the_table(store):
+    import_paths(store, [demo_dir()])
+    at = app_test()
+    at.query_params["dataset"] = "dilemmas"
+    at.run()
+    assert at.caption[0].value == "24 of 24 items"
+    at.radio(key="f_contro").set_value("no").run()
+    unanimous = sum(
+        1
+        for line in (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines()
+        if not json.loads(line)["controversial"]
+    )
+    assert at.caption[0].value == f"{unanimous} of 24 items"
+    at.radio(key="f_contro").set_value("all").run()
+    at.text_input(key="f_search").set_value("Roommate").run()
+    matching = [
+        json.loads(line)["id"]
+        for line in (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines()
+        if "roommate" in line.lower()
+    ]
+    assert len(matching) >= 1 and at.caption[0].value == f"{len(matching)} of 24 items"
+    assert at.query_params["item"] == matching[0]  # the URL follows the open item
+
+
+def test_scenario_text_is_shown_as_text_not_markdown(store, tmp_path):
+    hostile_dataset(store, tmp_path)
+    at = app_test()
+    at.query_params["dataset"] = "hostile"
+    at.run()
+    assert not at.exception
+    assert HOSTILE.replace("&amp;", "&") in [t.value for t in at.text]
+    assert all("onerror" not in m.value for m in at.markdown)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def running_app(store, tmp_path):
+    port = free_port()
+    log = (tmp_path / "app.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ethdash", "app", "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"the app did not start: {(tmp_path / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield proc, url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed (make test installs it)")
+        pytest.skip("Debian's chromium is not installed")
+    return path
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.browser
+def test_a_person_sees_the_items_and_the_text_stays_text(running_app, store, tmp_path):
+    import psutil
+    from playwright.sync_api import sync_playwright
+
+    proc, url = running_app
+    hostile_dataset(store, tmp_path)
+    import_paths(store, [demo_dir()])
+
+    listening = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections() if c.status == "LISTEN"}
+    assert listening == {"127.0.0.1"}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto(f"{url}/?dataset=hostile&split=dev&item=h1")
+        page.get_by_text("Item 2 of 3").wait_for(timeout=60_000)
+        page.get_by_text(HOSTILE.replace("&amp;", "&")).wait_for(timeout=10_000)  # literally, as text
+        assert page.locator('img[src="x"]').count() == 0
+        assert page.title() != "pwned"
+        assert page.locator("strong", has_text="not bold").count() == 0
+        page.get_by_text("Human vote split").wait_for(timeout=20_000)  # the chart rendered
+        page.screenshot(path=str(tmp_path / "hostile.png"))
+
+        page.goto(f"{url}/?dataset=dilemmas&split=demo")
+        page.get_by_text("Item 1 of 24").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Next ▶").click()
+        page.get_by_text("Item 2 of 24").wait_for(timeout=20_000)
+        assert "item=demo-dilemma-02" in page.url
+        browser.close()
