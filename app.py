@@ -23,9 +23,12 @@ params = st.query_params
 
 def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
     """A sidebar select box whose value lives in the URL, so that a link reopens the same view."""
-    wanted = params.get(param)
-    index = options.index(wanted) if wanted in options else 0
-    value = st.sidebar.selectbox(label, options, index=index, key=f"sidebar_{param}", **kwargs)
+    key = f"sidebar_{param}"
+    # The URL seeds the widget once; after that the widget's own state leads and the URL follows.
+    if st.session_state.get(key) not in options:
+        wanted = params.get(param)
+        st.session_state[key] = wanted if wanted in options else options[0]
+    value = st.sidebar.selectbox(label, options, key=key, **kwargs)
     if params.get(param) != value:
         params[param] = value
     return value
@@ -36,7 +39,9 @@ if not datasets:
     st.error("The store holds no items. Import data with `ethdash data import PATH`.")
     st.stop()
 dataset = datasets[_choice("Dataset", list(datasets), "dataset")]
-split = _choice("Split", catalog.splits(store, dataset.name), "split")
+ALL_SPLITS = "all splits"
+splits = catalog.splits(store, dataset.name)
+split = _choice("Split", splits + ([ALL_SPLITS] if len(splits) > 1 else []), "split")
 view = dataset.view(
     _choice(
         "Label view", [v.name for v in dataset.views], "view", help="Which answer options the votes are counted over."
@@ -49,7 +54,7 @@ st.sidebar.caption(f"Store: `{store.path}`")
 
 st.session_state["selection"] = {
     "dataset": dataset.name,
-    "split": split,
+    "split": None if split == ALL_SPLITS else split,
     "view": view.name,
     "options": view.options,
     "kind": dataset.kind,

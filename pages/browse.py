@@ -11,7 +11,7 @@ selection = st.session_state["selection"]
 options = tuple(selection["options"])
 table = item_table(Store(), selection["dataset"], selection["split"], selection["view"], options)
 
-st.header(f"{selection['dataset']} · {selection['split']}")
+st.header(f"{selection['dataset']} · {selection['split'] or 'all splits'}")
 if table.empty:
     st.info("No items with votes in this view.")
     st.stop()
@@ -27,7 +27,18 @@ shown = apply_filters(table, filters).reset_index(drop=True)
 st.caption(f"{len(shown)} of {len(table)} items")
 
 event = st.dataframe(
-    shown[["item_id", "summary", "split_text", "n_votes", "majority", "margin", "controversial"]],
+    shown[
+        [
+            *(["split"] if selection["split"] is None else []),
+            "item_id",
+            "summary",
+            "split_text",
+            "n_votes",
+            "majority",
+            "margin",
+            "controversial",
+        ]
+    ],
     hide_index=True,
     on_select="rerun",
     selection_mode="single-row",

@@ -84,6 +84,25 @@ def test_filters_narrow_the_table(store):
     assert at.query_params["item"] == matching[0]  # the URL follows the open item
 
 
+def test_browsing_the_real_dilemmas_across_splits(store, shared_data):
+    import_paths(store, [shared_data / "scruples"])
+    at = app_test()
+    at.query_params["dataset"] = "dilemmas"
+    at.query_params["split"] = "all splits"  # (AppTest does not rerun st.navigation's sidebar: see the browser test)
+    at.run()
+    assert at.sidebar.selectbox[1].options == ["dev", "test", "all splits"]
+    assert at.caption[0].value == "4700 of 4700 items"
+    at.slider(key="f_margin").set_value((0.0, 0.25)).run()  # margins of 5 votes: 0.2, 0.6 or 1.0
+    raw = [
+        json.loads(line)
+        for name in ("dev", "test")
+        for line in (shared_data / "scruples" / "dilemmas" / f"{name}.scruples-dilemmas.jsonl").open()
+    ]
+    close = sum(1 for r in raw if abs(r["gold_annotations"][0] - r["gold_annotations"][1]) == 1)
+    assert at.caption[0].value == f"{close} of 4700 items"
+    assert not at.exception
+
+
 def test_scenario_text_is_shown_as_text_not_markdown(store, tmp_path):
     hostile_dataset(store, tmp_path)
     at = app_test()
@@ -175,4 +194,8 @@ def test_a_person_sees_the_items_and_the_text_stays_text(running_app, store, tmp
         page.get_by_role("button", name="Next ▶").click()
         page.get_by_text("Item 2 of 24").wait_for(timeout=20_000)
         assert "item=demo-dilemma-02" in page.url
+        page.get_by_test_id("stSelectbox").first.click()  # the sidebar's dataset choice
+        page.get_by_role("option", name="anecdotes").click()
+        page.get_by_text("12 of 12 items").wait_for(timeout=30_000)
+        assert "dataset=anecdotes" in page.url
         browser.close()
