@@ -150,12 +150,12 @@ def data_stats(as_json: bool, draws: int) -> None:
     """Items, votes, controversy and reference cross-entropies per dataset, split and view."""
     from ethdash.stats import corpus_stats
 
-    rows = corpus_stats(Store(), n_draws=draws)
+    store = Store()
+    if import_demo_if_empty(store) is not None:
+        click.echo("the store was empty: imported the demo sample (written by ethdash, not Scruples data)", err=True)
+    rows = corpus_stats(store, n_draws=draws)
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], indent=2))
-        return
-    if not rows:
-        click.echo("the store holds no items: run `ethdash data import PATH` or `ethdash setup`")
         return
     header = ("dataset", "split", "view", "items", "votes", "contro.", "majority class", "uniform", "prior", "BEST")
     table = [header] + [

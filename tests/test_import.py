@@ -14,6 +14,7 @@ import pytest
 from ethdash import catalog
 from ethdash.errors import DataError
 from ethdash.importer import import_paths
+from ethdash.readers.scruples import identify
 from ethdash.settings import demo_dir
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, DILEMMAS_TEST, run_cli, snapshot
@@ -89,6 +90,40 @@ def test_a_tarball_imports_like_the_plain_files(store, tmp_path, shared_data):
     assert from_tar.per_split == {("dilemmas", "dev"): 2340}
     from_plain = import_paths(store, [DILEMMAS_DEV])
     assert (from_plain.new, from_plain.changed, from_plain.unchanged) == (0, 0, 2340)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("train.scruples-dilemmas.jsonl", ("dilemmas", "train")),
+        ("train-extra.scruples-dilemmas.jsonl", ("dilemmas", "train-extra")),
+        ("test.scruples-anecdotes.jsonl", ("anecdotes", "test")),
+        ("dev.scruples-anecdote.jsonl", None),
+        ("scruples-dilemmas.jsonl", None),
+        ("dev.scruples-dilemmas.json", None),
+    ],
+)
+def test_official_file_names_give_dataset_and_split(name, expected):
+    assert identify(name) == expected
+
+
+def test_a_failure_while_writing_rolls_everything_back(store, monkeypatch, tmp_path):
+    # A disk or database failure in the middle of a write cannot be produced on demand, so this
+    # one fault is injected: the insert fails after the changed items were already deleted.
+    import_paths(store, [demo_dir()])
+    before = snapshot(store)
+    records = read_jsonl(demo_dir() / "demo.scruples-dilemmas.jsonl")
+    for r in records:
+        r["gold_annotations"] = [2, 3]
+    changed = lines_file(tmp_path, "demo.scruples-dilemmas.jsonl", records)
+
+    def failing_insert(*args):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(catalog, "_insert", failing_insert)
+    with pytest.raises(OSError, match="injected"):
+        import_paths(store, [changed])
+    assert snapshot(store) == before
 
 
 # ---------------------------------------------------------------- bad input

@@ -58,6 +58,12 @@ def test_stats_on_the_real_data(store, shared_data):
     assert "dilemmas   dev" in table.stdout and "0.6931" in table.stdout
 
 
-def test_stats_on_an_empty_store(store):
-    result = run_cli("data", "stats")
-    assert result.returncode == 0 and "holds no items" in result.stdout
+def test_an_empty_store_falls_back_to_the_demo_sample(store):
+    result = run_cli("data", "stats", "--json")
+    assert result.returncode == 0 and "imported the demo sample" in result.stderr
+    rows = {(r["dataset"], r["split"], r["view"]): r["items"] for r in json.loads(result.stdout)}
+    assert rows == {
+        ("dilemmas", "demo", "worse"): 24,
+        ("anecdotes", "demo", "classes"): 12,
+        ("anecdotes", "demo", "binarized"): 12,
+    }
