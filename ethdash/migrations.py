@@ -118,3 +118,39 @@ def _initial(con: duckdb.DuckDBPyConnection) -> None:
             items_changed INTEGER NOT NULL,
             imported_at TIMESTAMP NOT NULL
         )""")
+
+
+@migration(2, "adapters and scores")
+def _scores(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE adapters (
+            name VARCHAR PRIMARY KEY,
+            base_model VARCHAR NOT NULL,
+            path VARCHAR NOT NULL,
+            content_hash VARCHAR NOT NULL,  -- of the adapter files when registered
+            meta JSON,
+            registered_at TIMESTAMP NOT NULL
+        )""")
+    con.execute("""
+        CREATE TABLE scores (
+            score_key VARCHAR PRIMARY KEY,  -- digest of every field below that can change the number
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            item_hash VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            model_weights VARCHAR NOT NULL,
+            adapter VARCHAR,                -- NULL for the base model
+            adapter_hash VARCHAR,
+            template VARCHAR NOT NULL,
+            template_hash VARCHAR NOT NULL,
+            item_order VARCHAR NOT NULL,    -- ab or ba for dilemmas, - otherwise
+            backend VARCHAR NOT NULL,
+            dtype VARCHAR NOT NULL,
+            probs DOUBLE[] NOT NULL,        -- over the view's options, in vote order, renormalised
+            answer_logprobs DOUBLE[] NOT NULL,  -- raw log-probabilities of the answer tokens, template order
+            outside_mass DOUBLE NOT NULL,   -- probability of every token outside the answer set
+            seconds DOUBLE NOT NULL,        -- compute time attributed to this score
+            created_at TIMESTAMP NOT NULL
+        )""")
+    con.execute("CREATE INDEX scores_item ON scores (dataset, split, item_id)")

@@ -1,0 +1,81 @@
+"""LoRA adapters: PEFT folders registered with a name, their base model and a content hash.
+
+A changed adapter folder is a new adapter: scores are keyed by the hash of the files as they are
+when scored, so cached scores of the old content are never reused for the new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ethdash.errors import EthdashError
+from ethdash.items import DATASET_NAME
+from ethdash.migrations import utc_now
+from ethdash.store import Store
+
+CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    name: str
+    base_model: str
+    path: Path
+    content_hash: str
+
+    def served_name(self) -> str:
+        """An immutable name for a vLLM server: reloading under one name serves stale results."""
+        return f"{self.name}-{self.content_hash[:12]}"
+
+
+def content_hash(folder: Path) -> str:
+    if not (folder / CONFIG).is_file():
+        raise EthdashError(f"{folder} is not a PEFT adapter folder (no {CONFIG})")
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and (path.name == CONFIG or path.name.startswith("adapter_model")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def register(store: Store, name: str, folder: Path, base_model: str, meta: dict | None = None) -> Adapter:
+    if not DATASET_NAME.match(name):
+        raise EthdashError(f"adapter name '{name}' is not allowed: use lower case letters, digits, - and _")
+    folder = folder.resolve()
+    adapter = Adapter(name, base_model, folder, content_hash(folder))
+    with store.transaction() as con:
+        con.execute("DELETE FROM adapters WHERE name = ?", [name])
+        con.execute(
+            "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?)",
+            [name, base_model, str(folder), adapter.content_hash, json.dumps(meta or {}), utc_now()],
+        )
+    return adapter
+
+
+def get(store: Store, name: str) -> Adapter:
+    """The adapter as its folder is now (the hash is recomputed: an edited folder is a new adapter)."""
+    with store.connect() as con:
+        row = con.execute("SELECT name, base_model, path FROM adapters WHERE name = ?", [name]).fetchone()
+        known = [r[0] for r in con.execute("SELECT name FROM adapters ORDER BY name").fetchall()]
+    if row is None:
+        raise EthdashError(
+            f"unknown adapter '{name}'"
+            + (
+                f": registered are {', '.join(known)}"
+                if known
+                else ": none is registered (ethdash adapters add NAME PATH)"
+            )
+        )
+    folder = Path(row[2])
+    if not folder.is_dir():
+        raise EthdashError(f"adapter '{name}': its folder {folder} is gone")
+    return Adapter(row[0], row[1], folder, content_hash(folder))
+
+
+def all_adapters(store: Store) -> list[tuple[str, str, str]]:
+    with store.connect() as con:
+        return con.execute("SELECT name, base_model, path FROM adapters ORDER BY name").fetchall()

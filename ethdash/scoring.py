@@ -1,0 +1,207 @@
+"""Score items: build requests, skip what the store already has, compute the rest, store them.
+
+A score is keyed by everything that can change its numbers: the item's content, the model weights,
+the adapter's content hash, the template's content, the option order, the backend and the dtype.
+The same request is never computed twice. Work is written in chunks, each its own unit of work, so
+an interrupted run keeps what it finished and a rerun continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from ethdash import adapters, catalog, models, templates
+from ethdash.adapters import Adapter
+from ethdash.backends import Request, Result, Scorer
+from ethdash.errors import EthdashError
+from ethdash.migrations import utc_now
+from ethdash.prompting import Prompter
+from ethdash.store import Store
+
+CHUNK = 32  # requests scored and written per unit of work
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to score: one model (with an adapter or not) and one template over a dataset split."""
+
+    model: str
+    template: str
+    dataset: str
+    split: str | None = None
+    adapter: str | None = None
+    limit: int | None = None
+    order: str = "both"
+    backend: str = "local"
+
+
+@dataclass
+class Plan:
+    job: Job
+    spec: models.ModelSpec
+    template: templates.Template
+    adapter: Adapter | None
+    options: tuple[str, ...]
+    items: pd.DataFrame
+    keys: list[dict]  # one per (item, order), with its score_key
+    todo: list[dict]  # those not stored yet
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    cached: int
+    elapsed_s: float
+
+
+def plan(store: Store, job: Job, dtype: str | None = None) -> Plan:
+    """Resolve names (clear errors for unknown ones) and find what is not stored yet."""
+    spec = models.get(job.model)
+    template = templates.get(job.template)
+    known = {d.name: d for d in catalog.datasets(store)}
+    if job.dataset not in known:
+        raise EthdashError(f"unknown dataset '{job.dataset}': the store has {', '.join(known) or 'none'}")
+    templates.check_dataset(template, known[job.dataset])
+    if job.order not in ("both", *templates.ORDERS):
+        raise EthdashError(f"--order is ab, ba or both, not '{job.order}'")
+    adapter = adapters.get(store, job.adapter) if job.adapter else None
+    if adapter is not None and adapter.base_model != spec.name:
+        raise EthdashError(f"adapter '{adapter.name}' was trained on '{adapter.base_model}', not '{spec.name}'")
+    items = catalog.items_frame(store, job.dataset, job.split, template.view)
+    if job.split is not None and items.empty:
+        raise EthdashError(f"no items in {job.dataset}/{job.split} (view {template.view})")
+    if job.limit is not None:
+        items = items.head(job.limit)
+    fixed = {
+        "model": spec.name,
+        "model_weights": models.weights_id(spec),
+        "adapter": adapter.name if adapter else None,
+        "adapter_hash": adapter.content_hash if adapter else None,
+        "template": template.name,
+        "template_hash": template.content_hash,
+        "backend": job.backend,
+        "dtype": dtype or spec.dtype,
+    }
+    keys = []
+    for row in items.itertuples():
+        for order in template.orders(job.order):
+            key = {
+                "dataset": row.dataset,
+                "split": row.split,
+                "item_id": row.item_id,
+                "item_hash": row.content_hash,
+                "item_order": order,
+                **fixed,
+            }
+            key["score_key"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+            keys.append(key)
+    stored = _stored_keys(store, [k["score_key"] for k in keys])
+    todo = [k for k in keys if k["score_key"] not in stored]
+    options = known[job.dataset].view(template.view).options
+    return Plan(job, spec, template, adapter, options, items, keys, todo)
+
+
+def _stored_keys(store: Store, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    with store.connect() as con:
+        con.register("wanted", pd.DataFrame({"score_key": keys}))
+        rows = con.execute("SELECT s.score_key FROM scores s JOIN wanted w USING (score_key)").fetchall()
+    return {r[0] for r in rows}
+
+
+def run(
+    store: Store,
+    p: Plan,
+    scorer: Scorer,
+    prompter: Prompter,
+    progress: Callable[[Progress], None] | None = None,
+    chunk: int = CHUNK,
+) -> int:
+    """Compute and store every score of the plan that is not stored yet. Returns how many were computed."""
+    answer_ids = prompter.answer_ids(p.template)
+    rows = {row.item_id: row._asdict() for row in p.items.itertuples()}
+    started = time.perf_counter()
+    done = 0
+    for start in range(0, len(p.todo), chunk):
+        part = p.todo[start : start + chunk]
+        requests = [
+            Request(prompter.prompt_ids(p.template, rows[k["item_id"]], k["item_order"]), answer_ids, p.adapter)
+            for k in part
+        ]
+        results = scorer.score(requests)
+        _write(store, p, part, results)
+        done += len(part)
+        if progress:
+            progress(Progress(done, len(p.todo), len(p.keys) - len(p.todo), time.perf_counter() - started))
+    return done
+
+
+def distribution(answer_logprobs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Answer probabilities renormalised over the answer set, and the mass outside it."""
+    lp = np.asarray(answer_logprobs, dtype=float)
+    total = logsumexp(lp)
+    return np.exp(lp - total), float(max(0.0, 1.0 - np.exp(total)))
+
+
+def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> None:
+    now = utc_now()
+    records = []
+    for key, result in zip(keys, results):
+        answer_probs, outside = distribution(result.answer_logprobs)
+        probs = p.template.to_votes(answer_probs, p.options, key["item_order"])
+        records.append(
+            {
+                **key,
+                "probs": probs.tolist(),
+                "answer_logprobs": np.asarray(result.answer_logprobs).tolist(),
+                "outside_mass": outside,
+                "seconds": result.seconds,
+                "created_at": now,
+            }
+        )
+    frame = pd.DataFrame(records)
+    columns = (
+        "score_key, dataset, split, item_id, item_hash, model, model_weights, adapter, adapter_hash, template, "
+        "template_hash, item_order, backend, dtype, probs, answer_logprobs, outside_mass, seconds, created_at"
+    )
+    with store.transaction() as con:
+        con.register("new_scores", frame)
+        con.execute(f"INSERT OR IGNORE INTO scores ({columns}) SELECT {columns} FROM new_scores")
+        con.unregister("new_scores")
+
+
+def scores_frame(store: Store, p: Plan) -> pd.DataFrame:
+    """The stored scores of a plan, one row per (item, order)."""
+    with store.connect() as con:
+        con.register("wanted", pd.DataFrame({"score_key": [k["score_key"] for k in p.keys]}))
+        return con.execute(
+            "SELECT s.* FROM scores s JOIN wanted USING (score_key) ORDER BY s.split, s.item_id, s.item_order"
+        ).df()
+
+
+def export(store: Store, path, fmt: str | None = None) -> int:
+    """Write every stored score to CSV or Parquet (from the file's extension unless given)."""
+    fmt = fmt or ("parquet" if str(path).endswith(".parquet") else "csv")
+    if fmt not in ("csv", "parquet"):
+        raise EthdashError(f"export format is csv or parquet, not '{fmt}'")
+    with store.connect() as con:
+        frame = con.execute(
+            "SELECT * FROM scores ORDER BY dataset, split, item_id, model, adapter, template, item_order, backend"
+        ).df()
+    if fmt == "csv":
+        for column in ("probs", "answer_logprobs"):
+            frame[column] = [json.dumps(list(v)) for v in frame[column]]
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return len(frame)

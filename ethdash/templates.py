@@ -1,0 +1,210 @@
+"""Prompt templates: data files that say how to ask a model about an item, and how its answer
+probabilities map onto the human votes. Rendering is pure; loading reads TOML files.
+
+Shipped templates live in `ethdash/templates/`; a researcher's own in `$ETHDASH_HOME/templates/`
+(or any path given to --template). Every template is identified by its name and the hash of its
+content: an edited template is a new template for the score cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ethdash import settings
+from ethdash.errors import EthdashError
+from ethdash.items import DILEMMAS, Dataset
+
+SHIPPED = Path(__file__).resolve().parent / "templates"
+POSITIONS = ("first", "second")  # dilemma answers name a position in the prompt, not an action
+ORDERS = ("ab", "ba")  # ab: action 1 listed first; ba: action 2 listed first
+NO_ORDER = "-"  # anecdotes and custom data have one order only
+PLACEHOLDERS = {DILEMMAS: {"first", "second"}, None: {"title", "text", "action"}}
+
+
+class TemplateError(EthdashError):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    token: str  # the exact text of the answer token, e.g. "A" or " A"
+    option: str  # a view option, or for dilemmas "first"/"second"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    version: int
+    dataset: str
+    view: str
+    user: str
+    answers: tuple[Answer, ...]
+    system: str = ""
+    assistant_prefix: str = ""
+    polarity: str = "worse"
+    description: str = ""
+    source: str = ""
+    content_hash: str = ""
+
+    @property
+    def is_dilemma(self) -> bool:
+        return self.dataset == DILEMMAS
+
+    def orders(self, requested: str = "both") -> tuple[str, ...]:
+        if not self.is_dilemma:
+            return (NO_ORDER,)
+        return ORDERS if requested == "both" else (requested,)
+
+    def messages(self, item: dict[str, Any], order: str = NO_ORDER) -> list[dict[str, str]]:
+        """The chat messages for one item (a row of `catalog.items_frame`)."""
+        if self.is_dilemma:
+            actions = list(item["actions"])
+            first, second = (actions[0], actions[1]) if order == "ab" else (actions[1], actions[0])
+            values = {"first": first, "second": second}
+        else:
+            actions = list(item["actions"]) if item.get("actions") is not None else []
+            values = {
+                "title": item.get("title") or "",
+                "text": item.get("text") or "",
+                "action": actions[0] if actions else "",
+            }
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        return out + [{"role": "user", "content": self.user.format_map(values)}]
+
+    def to_votes(self, answer_probs: np.ndarray, options: tuple[str, ...], order: str = NO_ORDER) -> np.ndarray:
+        """Map probabilities over the answers (template order) onto the view's options (vote order)."""
+        p = np.asarray(answer_probs, dtype=float)
+        out = np.zeros(p.shape[:-1] + (len(options),))
+        for k, answer in enumerate(self.answers):
+            if self.is_dilemma:
+                position = POSITIONS.index(answer.option)
+                action = position if order == "ab" else 1 - position  # which action this answer names
+                if self.polarity == "better":  # naming the better action votes for the other as worse
+                    action = 1 - action
+                out[..., action] += p[..., k]
+            else:
+                out[..., options.index(answer.option)] += p[..., k]
+        return out
+
+
+def parse(raw: dict[str, Any], source: str) -> Template:
+    def fail(message: str) -> TemplateError:
+        return TemplateError(f"{source}: {message}")
+
+    for key in ("name", "version", "dataset", "view", "user", "answers"):
+        if key not in raw:
+            raise fail(f"missing '{key}'")
+    known = {
+        "name",
+        "version",
+        "dataset",
+        "view",
+        "user",
+        "answers",
+        "system",
+        "assistant_prefix",
+        "polarity",
+        "description",
+    }
+    unknown = set(raw) - known
+    if unknown:
+        raise fail(f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    answers = raw["answers"]
+    if not isinstance(answers, list) or len(answers) < 2:
+        raise fail("'answers' must list at least two [[answers]] tables, each with token and option")
+    parsed = []
+    for k, a in enumerate(answers):
+        if not isinstance(a, dict) or not isinstance(a.get("token"), str) or not isinstance(a.get("option"), str):
+            raise fail(f"answers[{k}] needs a string 'token' and a string 'option'")
+        parsed.append(Answer(a["token"], a["option"]))
+    if len({a.token for a in parsed}) != len(parsed):
+        raise fail("answer tokens must be distinct")
+    polarity = raw.get("polarity", "worse")
+    if polarity not in ("worse", "better"):
+        raise fail("'polarity' is 'worse' or 'better'")
+    is_dilemma = raw["dataset"] == DILEMMAS
+    if is_dilemma and sorted(a.option for a in parsed) != sorted(POSITIONS):
+        raise fail("a dilemma template has two answers, with option = 'first' and option = 'second'")
+    allowed = PLACEHOLDERS[DILEMMAS if is_dilemma else None]
+    used = {field for _, field, _, _ in string.Formatter().parse(raw["user"]) if field is not None}
+    if used - allowed:
+        raise fail(f"unknown placeholders {sorted(used - allowed)} in 'user' (allowed: {sorted(allowed)})")
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    return Template(
+        name=raw["name"],
+        version=int(raw["version"]),
+        dataset=raw["dataset"],
+        view=raw["view"],
+        user=raw["user"],
+        answers=tuple(parsed),
+        system=raw.get("system", ""),
+        assistant_prefix=raw.get("assistant_prefix", ""),
+        polarity=polarity,
+        description=raw.get("description", ""),
+        source=source,
+        content_hash=digest,
+    )
+
+
+def load_file(path: Path) -> Template:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot read the template ({exc})") from exc
+    return parse(raw, str(path))
+
+
+def user_dir() -> Path:
+    return settings.home_dir() / "templates"
+
+
+def available() -> dict[str, Template]:
+    """Shipped templates, then the user's (a user template with a shipped name replaces it)."""
+    found: dict[str, Template] = {}
+    for folder in (SHIPPED, user_dir()):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                template = load_file(path)
+                found[template.name] = template
+    return found
+
+
+def get(name_or_path: str) -> Template:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return load_file(path)
+    templates = available()
+    if name_or_path not in templates:
+        raise TemplateError(
+            f"unknown template '{name_or_path}': choose from {', '.join(sorted(templates))}, "
+            f"or give the path of a .toml file"
+        )
+    return templates[name_or_path]
+
+
+def check_dataset(template: Template, dataset: Dataset) -> None:
+    """The template must target this dataset and one of its views, and name only its options."""
+    if template.dataset != dataset.name:
+        raise TemplateError(f"template '{template.name}' is for dataset '{template.dataset}', not '{dataset.name}'")
+    try:
+        view = dataset.view(template.view)
+    except KeyError:
+        raise TemplateError(
+            f"template '{template.name}': dataset '{dataset.name}' has no view '{template.view}' "
+            f"(views: {', '.join(v.name for v in dataset.views)})"
+        ) from None
+    if not template.is_dilemma:
+        unknown = [a.option for a in template.answers if a.option not in view.options]
+        if unknown:
+            raise TemplateError(
+                f"template '{template.name}': answers name {unknown}, which are not options of "
+                f"view '{view.name}' ({', '.join(view.options)})"
+            )
