@@ -1,0 +1,202 @@
+"""Scoring with the embedded model: batched local scores equal an independent single-prompt
+computation, for the base model and for real LoRA adapters; the cache; resuming a killed run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ethdash import adapters, models, scoring
+from ethdash.backends.local import LocalScorer
+from ethdash.importer import import_paths
+from ethdash.prompting import Prompter
+from ethdash.settings import demo_dir
+
+from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, ROOT, run_cli
+
+pytestmark = pytest.mark.model
+MODEL = models.DEFAULT_MODEL
+
+
+def make_adapter(folder: Path, seed: int, rank: int = 8) -> Path:
+    """A small real PEFT LoRA adapter with random (non-zero) weights on every linear layer."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(models.weights_location(models.get(MODEL)), dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(base, config)
+    with torch.no_grad():  # scale the random B matrices so that the adapter moves answers visibly
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.05)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapter_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return make_adapter(root / "one", seed=1), make_adapter(root / "two", seed=2)
+
+
+@pytest.fixture(scope="module")
+def local_scorer() -> LocalScorer:
+    return LocalScorer(models.get(MODEL))
+
+
+@functools.lru_cache(maxsize=4)
+def fresh_model(adapter: Path | None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = models.weights_location(models.get(MODEL))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return tokenizer, model
+
+
+def independent_probs(messages: list[dict], answer_tokens: list[str], adapter: Path | None) -> np.ndarray:
+    """The straightforward computation: one unpadded prompt through a freshly loaded model (the adapter
+    merged into its weights), softmax over the full vocabulary, renormalised over the answers."""
+    import torch
+
+    tokenizer, model = fresh_model(adapter)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=ids["input_ids"]).logits[0, -1].double(), dim=-1)
+    answer = probs[[tokenizer.convert_tokens_to_ids(t) for t in answer_tokens]].numpy()
+    return answer / answer.sum()
+
+
+def test_local_scores_equal_single_prompt_computations(store, shared_data, adapter_dirs, local_scorer):
+    import_paths(store, [DILEMMAS_DEV, ANECDOTE_SAMPLE])
+    one = adapters.register(store, "one", adapter_dirs[0], MODEL)
+    prompter = Prompter(models.get(MODEL))
+    checked = 0
+    for template, dataset, limit in (
+        ("dilemmas-worse", "dilemmas", 6),
+        ("anecdotes-classes", "anecdotes", 2),
+        ("anecdotes-binarized", "anecdotes", 2),
+    ):
+        for adapter in (None, "one"):
+            plan = scoring.plan(store, scoring.Job(MODEL, template, dataset, adapter=adapter, limit=limit))
+            assert scoring.run(store, plan, local_scorer, prompter) == len(plan.keys)
+            stored = scoring.scores_frame(store, plan)
+            items = plan.items.set_index("item_id")
+            for row in stored.itertuples():
+                item = items.loc[row.item_id]
+                messages = plan.template.messages(item.to_dict(), row.item_order)
+                tokens = [a.token for a in plan.template.answers]
+                p = independent_probs(messages, tokens, one.path if adapter else None)
+                if dataset == "dilemmas":  # answers name positions: A is action 1 only in order ab
+                    expected = p if row.item_order == "ab" else p[::-1]
+                else:
+                    expected = np.zeros(len(plan.options))
+                    for k, a in enumerate(plan.template.answers):
+                        expected[plan.options.index(a.option)] = p[k]
+                np.testing.assert_allclose(row.probs, expected, atol=1e-4)
+                assert 0.0 <= row.outside_mass < 1.0
+                assert row.backend == "local" and row.dtype == "float32"
+                checked += 1
+    assert checked == 2 * (12 + 2 + 2)
+
+
+def test_the_cache_never_computes_twice_and_a_changed_adapter_is_new(store, adapter_dirs, local_scorer, tmp_path):
+    import_paths(store, [demo_dir()])
+    folder = tmp_path / "adapter"
+    make_adapter(folder, seed=3)
+    adapters.register(store, "mine", folder, MODEL)
+    prompter = Prompter(models.get(MODEL))
+    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", adapter="mine", limit=4)
+    plan = scoring.plan(store, job)
+    assert len(plan.todo) == 8 and scoring.run(store, plan, local_scorer, prompter) == 8
+    before = scoring.scores_frame(store, plan)
+    assert scoring.plan(store, job).todo == []  # nothing left to compute
+
+    make_adapter(folder, seed=4)  # the same folder, new weights: a new adapter
+    changed = scoring.plan(store, job)
+    assert len(changed.todo) == 8
+    scoring.run(store, changed, local_scorer, prompter)
+    after = scoring.scores_frame(store, changed)
+    assert not np.allclose(np.stack(before["probs"]), np.stack(after["probs"]))
+
+    base = scoring.plan(store, scoring.Job(MODEL, "dilemmas-worse", "dilemmas", limit=4, order="ab"))
+    assert len(base.todo) == 4  # the base model is another key again, one order only
+
+
+def test_cli_score_export_and_clear_errors(store, tmp_path):
+    import_paths(store, [demo_dir()])
+    result = run_cli("score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--limit", "3")
+    assert result.returncode == 0, result.stderr
+    assert "6 to compute" in result.stderr and "6/6 scored" in result.stderr
+    again = run_cli("score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--limit", "3")
+    assert "6 already stored, 0 to compute" in again.stderr
+
+    assert run_cli("scores", "export", str(tmp_path / "s.csv")).returncode == 0
+    assert run_cli("scores", "export", str(tmp_path / "s.parquet")).returncode == 0
+    csv, parquet = pd.read_csv(tmp_path / "s.csv"), pd.read_parquet(tmp_path / "s.parquet")
+    assert len(csv) == len(parquet) == 6
+    np.testing.assert_allclose(np.stack([json.loads(p) for p in csv["probs"]]), np.stack(parquet["probs"]))
+    np.testing.assert_allclose(np.stack(parquet["probs"]).sum(axis=1), 1.0)
+
+    errors = {
+        ("--model", "gpt-17"): "unknown model 'gpt-17'",
+        ("--adapter", "nope"): "unknown adapter 'nope'",
+        ("--template", "nope"): "unknown template 'nope'",
+        ("--dataset", "nope"): "unknown dataset 'nope'",
+        ("--template", "anecdotes-classes"): "template 'anecdotes-classes' is for dataset 'anecdotes'",
+    }
+    for args, words in errors.items():
+        base = {"--template": "dilemmas-worse", "--dataset": "dilemmas"}
+        base[args[0]] = args[1]
+        result = run_cli("score", *[x for kv in base.items() for x in kv])
+        assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def count_scores(store) -> int:
+    with store.connect() as con:
+        return con.execute("SELECT count(*) FROM scores").fetchone()[0]
+
+
+def test_a_killed_run_resumes_without_recomputing(store, shared_data):
+    import_paths(store, [DILEMMAS_DEV])
+    command = [
+        sys.executable,
+        "-m",
+        "ethdash",
+        "score",
+        "--template",
+        "dilemmas-worse",
+        "--dataset",
+        "dilemmas",
+        "--limit",
+        "60",
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while count_scores(store) < scoring.CHUNK and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = count_scores(store)
+    assert scoring.CHUNK <= kept < 120  # what was finished before the kill is stored
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"{kept} already stored, {120 - kept} to compute" in result.stderr
+    assert count_scores(store) == 120
