@@ -22,27 +22,10 @@ from ethdash.prompting import Prompter
 from ethdash.settings import demo_dir
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, ROOT, run_cli
+from .helpers import make_adapter
 
 pytestmark = pytest.mark.model
 MODEL = models.DEFAULT_MODEL
-
-
-def make_adapter(folder: Path, seed: int, rank: int = 8) -> Path:
-    """A small real PEFT LoRA adapter with random (non-zero) weights on every linear layer."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(models.weights_location(models.get(MODEL)), dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():  # scale the random B matrices so that the adapter moves answers visibly
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.mul_(0.05)
-    model.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

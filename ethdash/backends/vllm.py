@@ -42,7 +42,11 @@ class VllmClient:
             req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                    return json.loads(response.read() or b"{}")
+                    body = response.read()
+                try:
+                    return json.loads(body or b"{}")
+                except ValueError:  # some endpoints (adapter loading) answer in plain text
+                    return {"text": body.decode("utf-8", "replace")}
             except urllib.error.HTTPError as exc:
                 body = exc.read().decode("utf-8", "replace")[:500]
                 if exc.code < 500:  # the request itself is wrong: retrying will not help
