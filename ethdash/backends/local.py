@@ -1,13 +1,16 @@
 """The embedded backend: transformers (+ peft) in this process, on the CPU in float32 by default.
 
-Requests are grouped by adapter (several adapters stay loaded on one base model), sorted by
-length and batched under a token budget, left-padded with position ids that skip the padding, and
-only the last position goes through the output projection.
+Requests are grouped by adapter (several adapters stay loaded on one base model). Within a group,
+the token prefix that every prompt shares (chat header, system prompt, instructions) is computed
+once and its key/value cache reused; the rest of each prompt is sorted by length and batched under a
+token budget, left-padded with position ids that skip the padding. Only the last position goes
+through the output projection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections import defaultdict
@@ -20,6 +23,7 @@ from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
 
 TOKENS_PER_BATCH = 4096  # padded tokens per forward pass: large enough to fill the cores, small for memory
+MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a separate pass
 
 
 class LocalScorer:
@@ -72,36 +76,68 @@ class LocalScorer:
             groups[r.adapter.served_name() if r.adapter else None].append(i)
         for indices in groups.values():
             adapter = requests[indices[0]].adapter
-            for batch in self._batches(sorted(indices, key=lambda i: len(requests[i].prompt_ids)), requests):
+            start = time.perf_counter()
+            prefix = shared_prefix([requests[i].prompt_ids for i in indices])
+            cache = self._prefix_cache(prefix, adapter) if len(prefix) >= MIN_SHARED_PREFIX else None
+            if cache is None:
+                prefix = ()
+            prefix_share = (time.perf_counter() - start) / len(indices)
+            ordered = sorted(indices, key=lambda i: len(requests[i].prompt_ids))
+            for batch in self._batches(ordered, requests, len(prefix)):
                 start = time.perf_counter()
-                logprobs = self._forward([requests[i] for i in batch], adapter)
-                share = (time.perf_counter() - start) / len(batch)
+                logprobs = self._forward([requests[i] for i in batch], adapter, len(prefix), cache)
+                share = (time.perf_counter() - start) / len(batch) + prefix_share
                 for i, lp in zip(batch, logprobs):
                     results[i] = Result(lp, share)
         return results  # type: ignore[return-value]
 
-    def _batches(self, ordered: list[int], requests: list[Request]):
+    def _prefix_cache(self, prefix: tuple[int, ...], adapter: Adapter | None):
+        model, context = self._use(adapter)
+        with self.torch.inference_mode(), context:
+            out = model(input_ids=self.torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
+        return out.past_key_values
+
+    def _batches(self, ordered: list[int], requests: list[Request], skip: int):
         batch: list[int] = []
         for i in ordered:
             longest = max([len(requests[j].prompt_ids) for j in batch] + [len(requests[i].prompt_ids)])
-            if batch and longest * (len(batch) + 1) > self.tokens_per_batch:
+            if batch and (longest - skip) * (len(batch) + 1) > self.tokens_per_batch:
                 yield batch
                 batch = []
             batch.append(i)
         if batch:
             yield batch
 
-    def _forward(self, batch: list[Request], adapter: Adapter | None) -> list[np.ndarray]:
+    def _forward(self, batch: list[Request], adapter: Adapter | None, skip: int = 0, prefix_cache=None
+                 ) -> list[np.ndarray]:
+        """One padded forward pass over the prompts after their first `skip` (shared, cached) tokens."""
         torch = self.torch
-        width = max(len(r.prompt_ids) for r in batch)
+        rests = [r.prompt_ids[skip:] for r in batch]
+        width = max(len(rest) for rest in rests)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, r in enumerate(batch):  # left padding: every prompt ends at the last column
-            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
-            mask[row, width - len(r.prompt_ids) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.zeros((len(batch), skip + width), dtype=torch.long)
+        mask[:, :skip] = 1
+        for row, rest in enumerate(rests):  # left padding: every prompt ends at the last column
+            ids[row, width - len(rest):] = torch.tensor(rest)
+            mask[row, skip + width - len(rest):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, skip:]
+        kwargs = {}
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)  # the forward pass appends to it
+            cache.batch_repeat_interleave(len(batch))
+            kwargs["past_key_values"] = cache
         model, context = self._use(adapter)
         with torch.inference_mode(), context:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
         logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1)
         return [logprobs[row, list(r.answer_ids)].numpy() for row, r in enumerate(batch)]
+
+
+def shared_prefix(prompts: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The longest token prefix of all prompts, leaving at least one token of each to compute."""
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    n = 0
+    while n < shortest - 1 and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return first[:n]
