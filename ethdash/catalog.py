@@ -166,7 +166,7 @@ def count_items(store: Store) -> int:
         return con.execute("SELECT count(*) FROM items").fetchone()[0]
 
 
-def items_frame(store: Store, dataset: str, split: str | None, view: str) -> pd.DataFrame:
+def items_frame(store: Store, dataset: str, split: str | None, view: str, limit: int | None = None) -> pd.DataFrame:
     """One row per item with its votes in `view` (gold and, where present, the second sample).
 
     Items whose votes in this view are all zero (an anecdote with only INFO votes, in the
@@ -181,9 +181,10 @@ def items_frame(store: Store, dataset: str, split: str | None, view: str) -> pd.
         LEFT JOIN votes s ON s.dataset = i.dataset AND s.split = i.split AND s.item_id = i.item_id
                     AND s.view = g.view AND s.sample = 'second'
         WHERE i.dataset = ? AND (? IS NULL OR i.split = ?) AND list_sum(g.counts) > 0
-        ORDER BY i.split, i.source, i.source_line, i.item_id"""
+        ORDER BY i.split, i.source, i.source_line, i.item_id
+        LIMIT ?"""
     with store.connect() as con:
-        frame = con.execute(query, [view, dataset, split, split]).df()
+        frame = con.execute(query, [view, dataset, split, split, limit]).df()
     # Items without a second human sample: None, not a missing-value marker that arrays can't hold.
     frame["second_counts"] = [c if isinstance(c, (list, np.ndarray)) else None for c in frame["second_counts"]]
     return frame

@@ -65,6 +65,11 @@ class Progress:
 
 def plan(store: Store, job: Job, dtype: str | None = None) -> Plan:
     """Resolve names (clear errors for unknown ones) and find what is not stored yet."""
+    with store.connect():  # one unit of work for every query below
+        return _plan(store, job, dtype)
+
+
+def _plan(store: Store, job: Job, dtype: str | None) -> Plan:
     spec = models.get(job.model)
     template = templates.get(job.template)
     known = {d.name: d for d in catalog.datasets(store)}
@@ -76,11 +81,9 @@ def plan(store: Store, job: Job, dtype: str | None = None) -> Plan:
     adapter = adapters.get(store, job.adapter) if job.adapter else None
     if adapter is not None and adapter.base_model != spec.name:
         raise EthdashError(f"adapter '{adapter.name}' was trained on '{adapter.base_model}', not '{spec.name}'")
-    items = catalog.items_frame(store, job.dataset, job.split, template.view)
+    items = catalog.items_frame(store, job.dataset, job.split, template.view, limit=job.limit)
     if job.split is not None and items.empty:
         raise EthdashError(f"no items in {job.dataset}/{job.split} (view {template.view})")
-    if job.limit is not None:
-        items = items.head(job.limit)
     fixed = {
         "model": spec.name,
         "model_weights": models.weights_id(spec),
@@ -178,6 +181,13 @@ def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> No
         con.register("new_scores", frame)
         con.execute(f"INSERT OR IGNORE INTO scores ({columns}) SELECT {columns} FROM new_scores")
         con.unregister("new_scores")
+
+
+def stored(store: Store, job: Job, dtype: str | None = None) -> tuple[Plan, pd.DataFrame]:
+    """The plan of a job and the scores already stored for it, in one unit of work."""
+    with store.connect():
+        p = plan(store, job, dtype)
+        return p, scores_frame(store, p)
 
 
 def scores_frame(store: Store, p: Plan) -> pd.DataFrame:

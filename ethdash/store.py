@@ -12,7 +12,8 @@ Who opens the file, and when (DuckDB allows one writing process at a time, ../sh
 - Long jobs write in batches, each batch its own unit of work; background runs report progress
   through files in their own run folder, not through the store.
 - Within one process, connections to the same file share one database instance, so threads
-  (Streamlit's reruns) each take their own connection from `connect()`.
+  (Streamlit's reruns) each take their own connection from `connect()`; nested `connect()` calls
+  on one thread reuse the outer one.
 - The schema is created and upgraded by the recorded, ordered migrations in `migrations.py`, run
   on the first connection a process makes to a file.
 """
@@ -35,6 +36,7 @@ from ethdash.migrations import migrate
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 _migrated: set[Path] = set()
 _migrate_lock = threading.Lock()
+_open = threading.local()  # the connection of the unit of work in progress on this thread, per store path
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -66,9 +68,17 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One unit of work: open (waiting for other processes), yield, close."""
+        """One unit of work: open (waiting for other processes), yield, close.
+
+        Nested calls on one thread share the outer unit's connection (opening one costs ~10 ms).
+        """
+        open_here = getattr(_open, str(self.path), None)
+        if open_here is not None:
+            yield open_here
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = open_with_retry(self.path)
+        setattr(_open, str(self.path), con)
         try:
             if self.path not in _migrated:
                 with _migrate_lock:
@@ -76,6 +86,7 @@ class Store:
                     _migrated.add(self.path)
             yield con
         finally:
+            delattr(_open, str(self.path))
             con.close()
 
     @contextmanager

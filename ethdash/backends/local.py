@@ -108,8 +108,9 @@ class LocalScorer:
         if batch:
             yield batch
 
-    def _forward(self, batch: list[Request], adapter: Adapter | None, skip: int = 0, prefix_cache=None
-                 ) -> list[np.ndarray]:
+    def _forward(
+        self, batch: list[Request], adapter: Adapter | None, skip: int = 0, prefix_cache=None
+    ) -> list[np.ndarray]:
         """One padded forward pass over the prompts after their first `skip` (shared, cached) tokens."""
         torch = self.torch
         rests = [r.prompt_ids[skip:] for r in batch]
@@ -118,8 +119,8 @@ class LocalScorer:
         mask = torch.zeros((len(batch), skip + width), dtype=torch.long)
         mask[:, :skip] = 1
         for row, rest in enumerate(rests):  # left padding: every prompt ends at the last column
-            ids[row, width - len(rest):] = torch.tensor(rest)
-            mask[row, skip + width - len(rest):] = 1
+            ids[row, width - len(rest) :] = torch.tensor(rest)
+            mask[row, skip + width - len(rest) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, skip:]
         kwargs = {}
         if prefix_cache is not None:
