@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ethdash import models
@@ -25,3 +28,14 @@ def make_adapter(folder: Path, seed: int, rank: int = 8) -> Path:
                 param.mul_(0.1)
     model.save_pretrained(folder)
     return folder
+
+
+def score_command(*args: str) -> list[str]:
+    """`ethdash score` with the dilemma template, as a command line for a real process."""
+    return [sys.executable, "-m", "ethdash", "score", "--template", "dilemmas-worse", "--dataset", "dilemmas", *args]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)

@@ -7,8 +7,6 @@ import functools
 import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from ethdash.prompting import Prompter
 from ethdash.settings import demo_dir
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, ROOT, run_cli
-from .helpers import make_adapter
+from .helpers import make_adapter, score_command, wait_until
 
 pytestmark = pytest.mark.model
 MODEL = models.DEFAULT_MODEL
@@ -159,22 +157,9 @@ def count_scores(store) -> int:
 
 def test_a_killed_run_resumes_without_recomputing(store, shared_data):
     import_paths(store, [DILEMMAS_DEV])
-    command = [
-        sys.executable,
-        "-m",
-        "ethdash",
-        "score",
-        "--template",
-        "dilemmas-worse",
-        "--dataset",
-        "dilemmas",
-        "--limit",
-        "60",
-    ]
+    command = score_command("--limit", "60")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while count_scores(store) < scoring.CHUNK and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: count_scores(store) >= scoring.CHUNK, timeout_s=240)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = count_scores(store)

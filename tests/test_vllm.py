@@ -10,7 +10,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -26,7 +25,7 @@ from ethdash.prompting import Prompter
 from ethdash.store import Store
 
 from .conftest import DILEMMAS_DEV, ROOT, run_cli
-from .helpers import MODEL, make_adapter
+from .helpers import MODEL, make_adapter, score_command, wait_until
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
 
@@ -103,19 +102,7 @@ def test_answers_outside_the_top_k_are_asked_for_explicitly(world):
 
 
 def test_cli_scores_through_the_recorded_server_like_the_local_backend(world):
-    args = [
-        "score",
-        "--template",
-        "dilemmas-worse",
-        "--dataset",
-        "dilemmas",
-        "--split",
-        "dev",
-        "--limit",
-        "5",
-        "--adapter",
-        "two",
-    ]
+    args = score_command("--split", "dev", "--limit", "5", "--adapter", "two")[3:]
     for backend in ("local", "vllm"):
         result = run_cli(*args, "--backend", backend)
         assert result.returncode == 0, result.stderr
@@ -201,27 +188,10 @@ def count(store, backend: str) -> int:
 def test_a_server_killed_in_the_middle_of_a_run(world):
     """Runs last: it kills the module's server, then starts a new one to finish the job."""
     store = world["store"]
-    command = [
-        sys.executable,
-        "-m",
-        "ethdash",
-        "score",
-        "--template",
-        "dilemmas-worse",
-        "--dataset",
-        "dilemmas",
-        "--split",
-        "dev",
-        "--limit",
-        "40",
-        "--backend",
-        "vllm",
-    ]
+    command = score_command("--split", "dev", "--limit", "40", "--backend", "vllm")
     before = count(store, "vllm")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while count(store, "vllm") < before + scoring.CHUNK and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: count(store, "vllm") >= before + scoring.CHUNK, timeout_s=300)
     os.killpg(world["info"].pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
