@@ -79,20 +79,28 @@ class Template:
         out = [{"role": "system", "content": self.system}] if self.system else []
         return out + [{"role": "user", "content": self.user.format_map(values)}]
 
+    def option_index(self, k: int, options: tuple[str, ...], order: str = NO_ORDER) -> int:
+        """The index, in vote order, of the option that answer k gives its probability to."""
+        answer = self.answers[k]
+        if not self.is_dilemma:
+            return options.index(answer.option)
+        position = POSITIONS.index(answer.option)
+        action = position if order == "ab" else 1 - position  # which action this answer names
+        # Naming the better action counts as a vote for the other one as worse.
+        return 1 - action if self.polarity == "better" else action
+
     def to_votes(self, answer_probs: np.ndarray, options: tuple[str, ...], order: str = NO_ORDER) -> np.ndarray:
         """Map probabilities over the answers (template order) onto the view's options (vote order)."""
         p = np.asarray(answer_probs, dtype=float)
         out = np.zeros(p.shape[:-1] + (len(options),))
-        for k, answer in enumerate(self.answers):
-            if self.is_dilemma:
-                position = POSITIONS.index(answer.option)
-                action = position if order == "ab" else 1 - position  # which action this answer names
-                if self.polarity == "better":  # naming the better action votes for the other as worse
-                    action = 1 - action
-                out[..., action] += p[..., k]
-            else:
-                out[..., options.index(answer.option)] += p[..., k]
+        for k in range(len(self.answers)):
+            out[..., self.option_index(k, options, order)] += p[..., k]
         return out
+
+    def answer_counts(self, counts: np.ndarray, options: tuple[str, ...], order: str = NO_ORDER) -> np.ndarray:
+        """The human votes re-expressed per answer (template order): the training target of a prompt."""
+        n = np.asarray(counts, dtype=float)
+        return np.stack([n[..., self.option_index(k, options, order)] for k in range(len(self.answers))], axis=-1)
 
 
 def parse(raw: dict[str, Any], source: str) -> Template:

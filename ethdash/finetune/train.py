@@ -1,0 +1,266 @@
+"""The training loop of one run (runs in the run's own process; see runs.py).
+
+LoRA (peft) on a registered model, float32 on the CPU (optionally a 4-bit base on CUDA: QLoRA).
+Only the answer position's logits are computed. A seeded part of the training items is held out:
+evaluated periodically (soft xent, Dirichlet score, accuracy), it picks the checkpoint, and it is
+where c and T* are fitted. The evaluation split, if any, is never touched here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ethdash import adapters, catalog, metrics, models, orders, scoring, templates
+from ethdash.finetune.data import Example, examples, heldout_split, select_items
+from ethdash.finetune.runs import COMPLETE, Run, remove_incomplete_checkpoints
+from ethdash.losses import compute
+from ethdash.prompting import Prompter
+from ethdash.store import Store
+
+EVAL_TOKENS_PER_BATCH = 2048
+
+
+def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
+    """Train (or continue) the run; returns the final state: succeeded or cancelled."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    config = run.config()
+    spec = models.get(config.model)
+    template = templates.get(config.template)
+    dataset = next(d for d in catalog.datasets(store) if d.name == config.dataset)
+    options = dataset.view(template.view).options
+    items = select_items(store, config, template)
+    train_idx, heldout_idx = heldout_split(len(items), config.heldout_fraction, config.seed)
+    prompter = Prompter(spec)
+    answer_ids = list(prompter.answer_ids(template))
+    train_examples = examples(items.iloc[train_idx], template, options, prompter, config.order)
+    heldout_items = items.iloc[heldout_idx].reset_index(drop=True)
+    heldout_examples = examples(heldout_items, template, options, prompter, "both")
+    per_step = config.batch_size * config.grad_accum
+    total_steps = config.steps or math.ceil(config.epochs * len(train_examples) / per_step)
+
+    torch.manual_seed(config.seed)
+    load_kwargs = {"dtype": getattr(torch, spec.dtype)}
+    if config.quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        load_kwargs = {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            ),
+            "device_map": "auto",
+        }
+    base = AutoModelForCausalLM.from_pretrained(models.weights_location(spec), **load_kwargs)
+    device = next(base.parameters()).device
+    remove_incomplete_checkpoints(run)
+    checkpoints = run.checkpoints()
+    if checkpoints:  # resume: the adapter weights, the optimizer, the schedule and the step
+        model = PeftModel.from_pretrained(base, str(checkpoints[-1]), is_trainable=True)
+        state = torch.load(checkpoints[-1] / "trainer_state.pt", weights_only=False)
+        start_step = state["step"]
+    else:
+        target = (
+            config.target_modules
+            if config.target_modules == "all-linear"
+            else [m.strip() for m in config.target_modules.split(",")]
+        )
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=target,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, lora)
+        state, start_step = None, 0
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    scheduler = get_scheduler(
+        config.schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps
+    )
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        random.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+    run.write_status(
+        state="running",
+        step=start_step,
+        total_steps=total_steps,
+        train_examples=len(train_examples),
+        heldout_items=len(heldout_items),
+    )
+
+    def forward_logits(batch: list[Example], grad: bool):
+        ids, mask, positions = _pad([e.prompt_ids for e in batch], device)
+        with torch.set_grad_enabled(grad):
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+        return out.logits[:, -1, :].float()
+
+    def evaluate(step: int) -> dict:
+        model.eval()
+        probs = {}
+        for batch in _batches(heldout_examples, EVAL_TOKENS_PER_BATCH):
+            logits = forward_logits(batch, grad=False)
+            logp = torch.log_softmax(logits.double(), dim=-1)[:, answer_ids].detach().cpu().numpy()
+            for example, lp in zip(batch, logp):
+                p, _ = scoring.distribution(lp)
+                probs[(example.item_id, example.order)] = template.to_votes(p, options, example.order)
+        model.train()
+        record = {"kind": "eval", "step": step, **heldout_metrics(heldout_items, probs, template)}
+        run.append_metrics(record)
+        return record
+
+    model.train()
+    step = start_step
+    epoch_orders: dict[int, np.ndarray] = {}
+    while step < total_steps:
+        if should_stop():
+            _checkpoint(run, model, optimizer, scheduler, step)
+            return "cancelled"
+        step += 1
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        total_loss = 0.0
+        for micro in range(config.grad_accum):
+            batch = _batch_for(step, micro, config, train_examples, epoch_orders)
+            logits = forward_logits(batch, grad=True)
+            counts = torch.tensor([e.answer_counts for e in batch], dtype=torch.float32, device=logits.device)
+            loss = compute(config.loss, logits, answer_ids, counts) / config.grad_accum
+            loss.backward()
+            total_loss += float(loss.detach())
+        optimizer.step()
+        scheduler.step()
+        run.append_metrics(
+            {
+                "kind": "train",
+                "step": step,
+                "loss": total_loss,
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        run.write_status(step=step)
+        evaluate_now = heldout_examples and (step % config.eval_every == 0 or step == total_steps)
+        if evaluate_now:
+            evaluate(step)
+        if evaluate_now or step % config.checkpoint_every == 0 or step == total_steps:
+            _checkpoint(run, model, optimizer, scheduler, step)
+    final = _finish(run, store, config)
+    run.write_status(state="succeeded", step=step, final=final, message="finished")
+    return "succeeded"
+
+
+def heldout_metrics(items, probs: dict, template) -> dict:
+    """Soft xent, Dirichlet score (c fitted here), T*, calibrated xent and accuracy on the held-out items."""
+    counts = np.array([list(c) for c in items["counts"]], dtype=float)
+    if template.is_dilemma:
+        p_ab = np.array([probs[(i, "ab")] for i in items["item_id"]])
+        p_ba = np.array([probs[(i, "ba")] for i in items["item_id"]])
+        p = orders.combine(p_ab, p_ba)
+        bias = orders.position_bias(p_ab, p_ba)
+    else:
+        p = np.array([probs[(i, "-")] for i in items["item_id"]])
+        bias = None
+    c = metrics.fit_concentration(counts, p)
+    t = metrics.fit_temperature(counts, p)
+    return {
+        "xent": metrics.soft_xent(counts, p),
+        "kl": metrics.kl(counts, p),
+        "dirichlet": metrics.dirichlet_score(counts, p, c),
+        "c": c,
+        "temperature": t,
+        "calibrated_xent": metrics.calibrated_xent(counts, p, t),
+        "accuracy": metrics.accuracy(counts, p).value,
+        "position_bias": bias,
+        "items": len(counts),
+    }
+
+
+def _pad(prompts: list[tuple[int, ...]], device):
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def _batches(items: list[Example], tokens: int):
+    ordered = sorted(items, key=lambda e: len(e.prompt_ids))
+    batch: list[Example] = []
+    for e in ordered:
+        if batch and len(e.prompt_ids) * (len(batch) + 1) > tokens:
+            yield batch
+            batch = []
+        batch.append(e)
+    if batch:
+        yield batch
+
+
+def _batch_for(step: int, micro: int, config, data: list[Example], epoch_orders: dict) -> list[Example]:
+    """The examples of one micro-batch: a seeded permutation per epoch, so a resumed run sees the same data."""
+    size = config.batch_size
+    start = ((step - 1) * config.grad_accum + micro) * size
+    out = []
+    for position in range(start, start + size):
+        epoch, index = divmod(position, len(data))
+        if epoch not in epoch_orders:
+            epoch_orders[epoch] = np.random.default_rng([config.seed, epoch]).permutation(len(data))
+        out.append(data[epoch_orders[epoch][index]])
+    return out
+
+
+def _checkpoint(run: Run, model, optimizer, scheduler, step: int) -> None:
+    import torch
+
+    folder = run.checkpoints_dir / f"step-{step:06d}"
+    if (folder / COMPLETE).is_file():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "python_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        folder / "trainer_state.pt",
+    )
+    (folder / COMPLETE).write_text(str(step))
+
+
+def _finish(run: Run, store: Store, config) -> dict:
+    """Pick the checkpoint with the best held-out xent (else the last), make it the adapter, register it."""
+    evals = {r["step"]: r for r in run.metrics() if r.get("kind") == "eval"}
+    checkpoints = {int(p.name.split("-")[1]): p for p in run.checkpoints()}
+    candidates = [s for s in evals if s in checkpoints]
+    chosen = min(candidates, key=lambda s: evals[s]["xent"]) if candidates else max(checkpoints)
+    shutil.rmtree(run.adapter_dir, ignore_errors=True)
+    shutil.copytree(checkpoints[chosen], run.adapter_dir, ignore=shutil.ignore_patterns("trainer_state.pt", COMPLETE))
+    final = {"chosen_step": chosen, **evals.get(chosen, {})}
+    final.pop("kind", None)
+    adapter = adapters.register(
+        store,
+        config.name,
+        run.adapter_dir,
+        config.model,
+        meta={"run": str(run.folder), "config": config.__dict__, "final": final},
+    )
+    final["adapter_hash"] = adapter.content_hash
+    return final

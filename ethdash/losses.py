@@ -1,0 +1,48 @@
+"""Training losses on the answer tokens (pure torch, no I/O).
+
+`answer_logits` is (batch, answers): the logits of the template's answer tokens at the answer
+position; `counts` is (batch, answers): the human votes per answer (see Template.answer_counts).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def soft_xent(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the softmax over the answers against the vote shares ȳ."""
+    y = counts / counts.sum(-1, keepdim=True)
+    return -(y * torch.log_softmax(answer_logits, dim=-1)).sum(-1).mean()
+
+
+def dirichlet(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Dirichlet-multinomial NLL of the vote counts with α = exp(z), as in the Scruples code."""
+    alpha = torch.exp(answer_logits)
+    a_sum = alpha.sum(-1)
+    loglik = (
+        torch.lgamma(a_sum)
+        - torch.lgamma(a_sum + counts.sum(-1))
+        + (torch.lgamma(alpha + counts) - torch.lgamma(alpha)).sum(-1)
+    )
+    return -loglik.mean()
+
+
+def text_to_text(vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the full vocabulary with the vote shares as soft targets on the answer tokens."""
+    y = counts / counts.sum(-1, keepdim=True)
+    logp = torch.log_softmax(vocab_logits, dim=-1)[:, answer_ids]
+    return -(y * logp).sum(-1).mean()
+
+
+LOSSES = ("soft-xent", "dirichlet", "text-to-text")
+
+
+def compute(name: str, vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:
+    if name == "text-to-text":
+        return text_to_text(vocab_logits, answer_ids, counts)
+    answer_logits = vocab_logits[:, answer_ids]
+    if name == "soft-xent":
+        return soft_xent(answer_logits, counts)
+    if name == "dirichlet":
+        return dirichlet(answer_logits, counts)
+    raise ValueError(f"unknown loss '{name}': choose from {', '.join(LOSSES)}")
