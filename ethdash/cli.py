@@ -313,6 +313,150 @@ def serve_command(
     click.echo(f"serving {spec.name} at {info.url} (pid {info.pid}, {info.dtype}); log: {info.log}")
 
 
+@main.group()
+def finetune() -> None:
+    """Background LoRA runs that pull a model toward the human vote distribution."""
+
+
+@finetune.command("start")
+@click.option("--name", required=True, help="The run's name, which its adapter takes too.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A TOML or JSON file of settings (any field of RunConfig); flags override it.",
+)
+@click.option("--model", "model_name")
+@click.option("--template", "template_name")
+@click.option("--dataset")
+@click.option("--split")
+@click.option("--eval-split", help="The evaluation split (never trained on or used for selection).")
+@click.option("--limit", type=int)
+@click.option("--controversial/--not-controversial", default=None, help="Only (not) controversial items.")
+@click.option("--loss", type=click.Choice(["soft-xent", "dirichlet", "text-to-text"]))
+@click.option("--rank", type=int)
+@click.option("--alpha", type=float)
+@click.option("--dropout", type=float)
+@click.option("--target-modules", help="all-linear, or module names separated by commas.")
+@click.option("--lr", "learning_rate", type=float)
+@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]))
+@click.option("--warmup-steps", type=int)
+@click.option("--steps", type=int)
+@click.option("--epochs", type=float)
+@click.option("--batch-size", type=int)
+@click.option("--grad-accum", type=int)
+@click.option("--seed", type=int)
+@click.option("--seeds", help="Several seeds, e.g. 0,1,2: one run each, named NAME-s0, NAME-s1, ...")
+@click.option("--heldout-fraction", type=float)
+@click.option("--eval-every", type=int)
+@click.option("--checkpoint-every", type=int)
+@click.option("--qlora", "quantize_4bit", is_flag=True, default=None, help="4-bit base model (CUDA only).")
+def finetune_start(name: str, config_file: Path | None, seeds: str | None, **flags) -> None:
+    """Validate a run's settings and start it in its own process (it outlives this command)."""
+    import tomllib
+
+    from ethdash.finetune import runs
+    from ethdash.finetune.config import RunConfig
+
+    settings_ = {}
+    if config_file is not None:
+        text = config_file.read_text()
+        settings_ = json.loads(text) if config_file.suffix == ".json" else tomllib.loads(text)
+    renamed = {"model_name": "model", "template_name": "template"}
+    settings_.update({renamed.get(k, k): v for k, v in flags.items() if v is not None})
+    if "epochs" in settings_ and "steps" not in settings_:
+        settings_["steps"] = None
+    seed_list = [int(x) for x in seeds.split(",")] if seeds else [None]
+    configs = []
+    for seed in seed_list:
+        extra = {} if seed is None else {"seed": seed, "name": f"{name}-s{seed}"}
+        configs.append(RunConfig.from_dict({**settings_, "name": name, **extra}))
+    store = Store()
+    created = [runs.create(c, store) for c in configs]  # every config is validated before any process starts
+    for run in created:
+        pid = runs.launch(run)
+        click.echo(f"started run {run.name} (pid {pid}); folder {run.folder}")
+
+
+@finetune.command("list")
+def finetune_list() -> None:
+    from ethdash.finetune import runs
+
+    for run in runs.all_runs():
+        status = run.status()
+        final = status.get("final") or {}
+        result = f"held-out xent {final['xent']:.4f}" if "xent" in final else ""
+        click.echo(
+            f"{run.name:24} {status.get('state', '?'):10} step {status.get('step', 0)}/"
+            f"{status.get('total_steps', '?')}  {result}"
+        )
+
+
+@finetune.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def finetune_status(name: str, as_json: bool) -> None:
+    """A run's state, progress, latest metrics and, if it failed, the end of its log."""
+    from ethdash.finetune import runs
+
+    run = runs.get(name)
+    status = run.status()
+    if as_json:
+        click.echo(json.dumps({"status": status, "metrics": run.metrics()}, indent=2))
+        return
+    click.echo(
+        f"{run.name}: {status.get('state')} at step {status.get('step', 0)}/{status.get('total_steps', '?')}"
+        f" ({status.get('message', '')})"
+    )
+    evals = [m for m in run.metrics() if m.get("kind") == "eval"]
+    if evals:
+        e = evals[-1]
+        click.echo(
+            f"held-out at step {e['step']}: xent {e['xent']:.4f}, Dirichlet {e['dirichlet']:.4f} "
+            f"(c {e['c']:.2f}), accuracy {e['accuracy']:.3f}"
+        )
+    if status.get("state") == "failed":
+        click.echo("log:\n" + (status.get("log_tail") or run.log_tail()))
+
+
+@finetune.command("cancel")
+@click.argument("name")
+def finetune_cancel(name: str) -> None:
+    from ethdash.finetune import runs
+
+    status = runs.cancel(runs.get(name))
+    click.echo(f"{name}: {status.get('state')} at step {status.get('step', 0)}")
+
+
+@finetune.command("resume")
+@click.argument("name")
+def finetune_resume(name: str) -> None:
+    """Continue a failed or cancelled run from its last checkpoint."""
+    from ethdash.finetune import runs
+
+    pid = runs.resume(runs.get(name))
+    click.echo(f"resumed run {name} (pid {pid})")
+
+
+@finetune.command("spread")
+@click.argument("name")
+def finetune_spread(name: str) -> None:
+    """Mean and spread of the final held-out metrics over the seeds of NAME (runs NAME-s<seed>)."""
+    from ethdash.finetune import runs
+    from ethdash.finetune.seeds import spread
+
+    group = [r for r in runs.all_runs() if r.name.rsplit("-s", 1)[0] == name]
+    finals = {r.name: r.status().get("final") for r in group}
+    table = spread({k: v for k, v in finals.items() if v})
+    if not table:
+        raise EthdashError(f"no finished runs named {name}-s<seed>")
+    for metric, row in table.items():
+        click.echo(
+            f"{metric:16} mean {row['mean']:.4f}  sd {row['sd']:.4f}  min {row['min']:.4f}  "
+            f"max {row['max']:.4f}  (n={row['n']})"
+        )
+
+
 @main.command(name="models")
 def models_command() -> None:
     """The model registry (add your own in $ETHDASH_HOME/models.toml)."""

@@ -16,15 +16,21 @@ def soft_xent(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
 
 
 def dirichlet(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Dirichlet-multinomial NLL of the vote counts with α = exp(z), as in the Scruples code."""
-    alpha = torch.exp(answer_logits)
-    a_sum = alpha.sum(-1)
-    loglik = (
-        torch.lgamma(a_sum)
-        - torch.lgamma(a_sum + counts.sum(-1))
-        + (torch.lgamma(alpha + counts) - torch.lgamma(alpha)).sum(-1)
-    )
-    return -loglik.mean()
+    """Dirichlet-multinomial NLL of the vote counts with α = exp(z), as in the Scruples code.
+
+    Raw answer logits of a language model are large (15-20, α near 1e8) and training pushes them
+    further, where lgamma(α + n) − lgamma(α) cancels to nothing even in float64. Vote counts are
+    integers, so the exact, stable form is used instead:
+        lgamma(α + n) − lgamma(α) = Σ_{j<n} log(α + j),  with log(α + j) = logaddexp(z, log j).
+    """
+    z, n = answer_logits.double(), counts.double()
+    total = n.sum(-1)
+    j = torch.arange(int(total.max().item()), dtype=torch.float64, device=z.device)
+    log_j = torch.log(j)  # log 0 = -inf, so the j = 0 term is exactly z
+    log_a_sum = torch.logsumexp(z, dim=-1)
+    per_total = torch.logaddexp(log_a_sum[:, None], log_j) * (j < total[:, None])
+    per_class = torch.logaddexp(z[..., None], log_j) * (j < n[..., None])
+    return (per_total.sum(-1) - per_class.sum((-1, -2))).mean()
 
 
 def text_to_text(vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ class RunConfig:
     learning_rate: float = 5e-4
     schedule: str = "cosine"
     warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0  # gradient clipping (None: off)
     steps: int | None = 100
     epochs: float | None = None  # instead of steps
     batch_size: int = 8

@@ -138,6 +138,8 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             loss = compute(config.loss, logits, answer_ids, counts) / config.grad_accum
             loss.backward()
             total_loss += float(loss.detach())
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         run.append_metrics(
