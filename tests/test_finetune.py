@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -49,8 +48,19 @@ def mean_kl(store, adapter: str | None, limit: int) -> float:
 @pytest.mark.parametrize("loss, learning_rate", [("soft-xent", 2e-3), ("dirichlet", 2e-3)])
 def test_training_toward_the_votes_halves_the_kl_on_those_items(dilemmas, loss, learning_rate):
     # 16 real dilemmas (the first 16 of dev: a fixed set), every one trained on (no held-out part).
-    config = RunConfig(name=f"overfit-{loss}", limit=16, loss=loss, steps=40, learning_rate=learning_rate, rank=8,
-                       schedule="constant", warmup_steps=4, heldout_fraction=0.0, checkpoint_every=40, seed=0)
+    config = RunConfig(
+        name=f"overfit-{loss}",
+        limit=16,
+        loss=loss,
+        steps=40,
+        learning_rate=learning_rate,
+        rank=8,
+        schedule="constant",
+        warmup_steps=4,
+        heldout_fraction=0.0,
+        checkpoint_every=40,
+        seed=0,
+    )
     run = runs.start(config, dilemmas)
     status = wait_for(run)
     assert status["state"] == "succeeded", run.log_tail()
@@ -59,3 +69,95 @@ def test_training_toward_the_votes_halves_the_kl_on_those_items(dilemmas, loss, 
     assert trained <= 0.5 * untrained, (untrained, trained)
     losses_logged = [m["loss"] for m in run.metrics() if m["kind"] == "train"]
     assert len(losses_logged) == 40 and np.mean(losses_logged[-5:]) < np.mean(losses_logged[:5])
+
+
+SMALL = {"limit": 12, "steps": 8, "eval_every": 4, "checkpoint_every": 2, "learning_rate": 1e-3}
+
+
+def test_a_killed_run_shows_as_failed_and_resumes_from_its_last_checkpoint(dilemmas):
+    run = runs.start(RunConfig(name="killed", **SMALL), dilemmas)
+    wait_until(lambda: len(run.checkpoints()) >= 2, timeout_s=300)
+    os.killpg(run.raw_status()["pid"], signal.SIGKILL)
+    wait_until(lambda: run.status()["state"] == "failed", timeout_s=30)
+
+    result = run_cli("finetune", "status", "killed")  # the next time anyone looks
+    assert result.returncode == 0 and "killed: failed" in result.stdout and "log:" in result.stdout
+    last = int(run.checkpoints()[-1].name.split("-")[1])
+
+    result = run_cli("finetune", "resume", "killed")
+    assert result.returncode == 0, result.stderr
+    assert wait_for(run)["state"] == "succeeded", run.log_tail()
+    steps = [m["step"] for m in run.metrics() if m["kind"] == "train"]
+    restarts = [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]
+    assert steps[-1] == 8 and steps.count(1) == 1  # finished, and did not start over
+    if restarts:  # steps done after the last checkpoint were redone from it
+        assert steps[restarts[0]] == last + 1
+    assert sorted(set(steps)) == list(range(1, 9))
+    adapter = adapters.get(dilemmas, "killed")
+    assert adapter.path == run.adapter_dir and adapter.base_model == MODEL
+
+    # the finished adapter is compared with the base model through `ethdash score`
+    for extra in ([], ["--adapter", "killed"]):
+        result = run_cli(
+            "score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--split", "dev", "--limit", "3", *extra
+        )
+        assert result.returncode == 0, result.stderr
+    with dilemmas.connect() as con:
+        rows = con.execute("SELECT adapter, count(*) FROM scores GROUP BY adapter ORDER BY adapter").fetchall()
+    assert rows == [("killed", 6), (None, 6)]
+
+
+def test_cancel_stops_a_run_cleanly(dilemmas):
+    run = runs.start(RunConfig(name="cancelled", **{**SMALL, "steps": 500}), dilemmas)
+    wait_until(lambda: run.raw_status().get("step", 0) >= 2, timeout_s=300)
+    result = run_cli("finetune", "cancel", "cancelled")
+    assert result.returncode == 0 and "cancelled: cancelled" in result.stdout, result.stderr
+    status = run.status()
+    assert status["state"] == "cancelled" and status["step"] < 500
+    assert int(run.checkpoints()[-1].name.split("-")[1]) == status["step"]  # resumable from where it stopped
+    again = run_cli("finetune", "cancel", "cancelled")
+    assert again.returncode == 1 and "not running" in again.stderr
+
+
+def test_two_runs_at_once_both_finish_and_register(dilemmas):
+    result = run_cli(
+        "finetune", "start", "--name", "pair", "--seeds", "1,2", "--limit", "12", "--steps", "4", "--eval-every", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    pair = [runs.get("pair-s1"), runs.get("pair-s2")]
+    for run in pair:
+        assert wait_for(run)["state"] == "succeeded", run.log_tail()
+        assert adapters.get(dilemmas, run.name).content_hash == run.status()["final"]["adapter_hash"]
+    assert pair[0].config().seed == 1 and pair[1].config().seed == 2
+    spread = run_cli("finetune", "spread", "pair")
+    assert spread.returncode == 0 and "(n=2)" in spread.stdout
+    xents = [r.status()["final"]["xent"] for r in pair]
+    assert f"mean {np.mean(xents):.4f}" in spread.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--model", "gpt-17"], "unknown model 'gpt-17'"),
+        (["--template", "nope"], "unknown template 'nope'"),
+        (["--loss", "hinge"], "Invalid value for '--loss'"),
+        (["--rank", "0"], "LoRA rank 0 is not allowed"),
+        (["--rank", "4096"], "LoRA rank 4096 is not allowed"),
+        (["--split", "train"], "no training items"),
+        (["--limit", "3", "--controversial", "--name", "../evil"], "is not allowed"),
+        (["--name", "a/b"], "is not allowed"),
+        (["--eval-split", "dev"], "must not be the training split"),
+        (["--dataset", "anecdotes"], "unknown dataset 'anecdotes'"),
+    ],
+)
+def test_invalid_configs_are_refused_before_any_process_starts(dilemmas, args, words):
+    result = run_cli("finetune", "start", "--name", "bad", *args)
+    assert result.returncode != 0 and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not runs.runs_dir().exists() or not any(runs.runs_dir().iterdir())
+
+
+def test_an_unknown_loss_in_a_config_file_is_refused(dilemmas, tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"loss": "hinge", "steps": 3}))
+    result = run_cli("finetune", "start", "--name", "fromfile", "--config", str(tmp_path / "run.json"))
+    assert result.returncode == 1 and "unknown loss 'hinge'" in result.stderr

@@ -16,8 +16,9 @@ def logits_and_counts(draw):
     k = draw(st.integers(2, 5))
     n = draw(st.integers(1, 6))
     z = np.array([draw(st.lists(st.floats(-4, 4), min_size=k, max_size=k)) for _ in range(n)])
-    counts = np.array([draw(st.lists(st.integers(0, 9), min_size=k, max_size=k).filter(sum)) for _ in range(n)],
-                      dtype=float)
+    counts = np.array(
+        [draw(st.lists(st.integers(0, 9), min_size=k, max_size=k).filter(sum)) for _ in range(n)], dtype=float
+    )
     return z, counts
 
 

@@ -51,6 +51,8 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
 
     torch.manual_seed(config.seed)
     load_kwargs = {"dtype": getattr(torch, spec.dtype)}
+    if torch.cuda.is_available():  # one or more GPUs: the layers are spread over them
+        load_kwargs["device_map"] = "auto"
     if config.quantize_4bit:
         from transformers import BitsAndBytesConfig
 

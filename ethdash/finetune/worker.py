@@ -24,6 +24,7 @@ def main(folder: str) -> int:
         stop["requested"] = True
 
     signal.signal(signal.SIGTERM, on_term)
+    share_cores(run)
     try:
         state = train(run, Store(), lambda: stop["requested"])
     except Exception as exc:  # noqa: BLE001 - every failure must end up in the status
@@ -33,6 +34,26 @@ def main(folder: str) -> int:
     if state == "cancelled":
         run.write_status(state="cancelled", message="cancelled")
     return 0
+
+
+def share_cores(run) -> None:
+    """Split the cores between the runs going at once: oversubscribed threads slow every run down."""
+    import os
+
+    import torch
+
+    from ethdash.finetune.runs import all_runs
+
+    wanted = os.environ.get("ETHDASH_TRAIN_THREADS")
+    if wanted:
+        threads = int(wanted)
+    else:
+        active = sum(
+            1 for r in all_runs() if r.name == run.name or r.raw_status().get("state") in ("queued", "running")
+        )
+        threads = max(1, (os.cpu_count() or 1) // max(active, 1))
+    torch.set_num_threads(threads)
+    print(f"using {threads} CPU threads", flush=True)
 
 
 if __name__ == "__main__":
