@@ -54,8 +54,9 @@ def main() -> None:
     prompter = Prompter(spec)
     answer_ids = prompter.answer_ids(plan.template)
     rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
-    requests = [Request(prompter.prompt_ids(plan.template, rows[k["item_id"]], k["item_order"]), answer_ids)
-                for k in plan.keys]
+    requests = [
+        Request(prompter.prompt_ids(plan.template, rows[k["item_id"]], k["item_order"]), answer_ids) for k in plan.keys
+    ]
     n = len(requests)
     results: dict[str, dict] = {}
 
@@ -78,8 +79,11 @@ def main() -> None:
     scorer = LocalScorer(spec)
     start = time.perf_counter()
     local = scorer.score(requests)
-    record("a_local_backend", time.perf_counter() - start,
-           np.array([scoring.distribution(x.answer_logprobs)[0] for x in local]))
+    record(
+        "a_local_backend",
+        time.perf_counter() - start,
+        np.array([scoring.distribution(x.answer_logprobs)[0] for x in local]),
+    )
 
     # (c) vLLM, when its environment exists
     if not args.no_vllm and serve.cpu_env_ready():
@@ -90,8 +94,11 @@ def main() -> None:
             vllm.score(requests[:4])  # warm-up: the first requests compile
             start = time.perf_counter()
             served = vllm.score(requests)
-            record("c_vllm_backend", time.perf_counter() - start,
-                   np.array([scoring.distribution(x.answer_logprobs)[0] for x in served]))
+            record(
+                "c_vllm_backend",
+                time.perf_counter() - start,
+                np.array([scoring.distribution(x.answer_logprobs)[0] for x in served]),
+            )
         finally:
             serve.stop(spec.name)
 
@@ -107,9 +114,14 @@ def main() -> None:
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "date": time.strftime("%Y-%m-%d"),
-        "items": args.items, "prompts": n, "model": spec.name, "template": plan.template.name,
-        "results": {k: {"seconds": round(v["seconds"], 4), "prompts_per_s": round(v["prompts_per_s"], 2)}
-                    for k, v in results.items()},
+        "items": args.items,
+        "prompts": n,
+        "model": spec.name,
+        "template": plan.template.name,
+        "results": {
+            k: {"seconds": round(v["seconds"], 4), "prompts_per_s": round(v["prompts_per_s"], 2)}
+            for k, v in results.items()
+        },
         "ratio_a_over_b": round(a["prompts_per_s"] / b["prompts_per_s"], 2),
         "ratio_d_over_a": round(results["d_local_warm_cache"]["prompts_per_s"] / a["prompts_per_s"], 1),
         "max_abs_prob_diff_a_b": float(np.abs(a["probs"] - b["probs"]).max()),
@@ -122,12 +134,16 @@ def main() -> None:
     print(f"{'method':24} {'seconds':>9} {'prompts/s':>10}")
     for name, v in report["results"].items():
         print(f"{name:24} {v['seconds']:9.2f} {v['prompts_per_s']:10.1f}")
-    print(f"\n(a)/(b) speed: {report['ratio_a_over_b']}x  (target >= 3), "
-          f"max |p_a - p_b| = {report['max_abs_prob_diff_a_b']:.2e} (target < 1e-4)")
+    print(
+        f"\n(a)/(b) speed: {report['ratio_a_over_b']}x  (target >= 3), "
+        f"max |p_a - p_b| = {report['max_abs_prob_diff_a_b']:.2e} (target < 1e-4)"
+    )
     print(f"(d)/(a) speed: {report['ratio_d_over_a']}x  (target >= 100)")
     if "max_abs_prob_diff_c_a" in report:
-        print(f"(c) vLLM: {report['ratio_c_over_b']}x the naive loop, max |p_c - p_a| = "
-              f"{report['max_abs_prob_diff_c_a']:.2e}")
+        print(
+            f"(c) vLLM: {report['ratio_c_over_b']}x the naive loop, max |p_c - p_a| = "
+            f"{report['max_abs_prob_diff_c_a']:.2e}"
+        )
     out = ROOT / "bench" / "results" / "score_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -51,6 +51,7 @@ class RunConfig:
     eval_every: int = 20
     checkpoint_every: int = 20
     quantize_4bit: bool = False  # QLoRA, CUDA only
+    compile: bool = False  # torch.compile the model: ~15% faster steps after a compile of minutes on a CPU
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

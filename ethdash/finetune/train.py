@@ -102,10 +102,13 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         heldout_items=len(heldout_items),
     )
 
+    # torch.compile fuses the elementwise work; the first step compiles for minutes on a CPU.
+    runner = torch.compile(model, dynamic=True) if config.compile else model
+
     def forward_logits(batch: list[Example], grad: bool):
         ids, mask, positions = _pad([e.prompt_ids for e in batch], device)
         with torch.set_grad_enabled(grad):
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            out = runner(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
         return out.logits[:, -1, :].float()
 
     def evaluate(step: int) -> dict:
@@ -215,17 +218,27 @@ def _batches(items: list[Example], tokens: int):
         yield batch
 
 
+BUCKET_BATCHES = 8  # batches drawn together and sorted by length, so that little compute goes to padding
+
+
 def _batch_for(step: int, micro: int, config, data: list[Example], epoch_orders: dict) -> list[Example]:
-    """The examples of one micro-batch: a seeded permutation per epoch, so a resumed run sees the same data."""
+    """The examples of one micro-batch, a pure function of (seed, step, micro): a resumed run sees the
+    same data. Examples follow a seeded permutation per epoch; each window of BUCKET_BATCHES batches is
+    sorted by prompt length, cut into batches, and those batches are taken in a seeded order."""
     size = config.batch_size
-    start = ((step - 1) * config.grad_accum + micro) * size
-    out = []
-    for position in range(start, start + size):
-        epoch, index = divmod(position, len(data))
+    index = (step - 1) * config.grad_accum + micro
+    window, slot = divmod(index, BUCKET_BATCHES)
+    first = window * BUCKET_BATCHES * size
+    members = []
+    for position in range(first, first + BUCKET_BATCHES * size):
+        epoch, k = divmod(position, len(data))
         if epoch not in epoch_orders:
             epoch_orders[epoch] = np.random.default_rng([config.seed, epoch]).permutation(len(data))
-        out.append(data[epoch_orders[epoch][index]])
-    return out
+        members.append(data[epoch_orders[epoch][k]])
+    members.sort(key=lambda e: len(e.prompt_ids))
+    order = np.random.default_rng([config.seed, 1_000_003, window]).permutation(BUCKET_BATCHES)
+    chosen = order[slot]
+    return members[chosen * size : (chosen + 1) * size]
 
 
 def _checkpoint(run: Run, model, optimizer, scheduler, step: int) -> None:
