@@ -75,15 +75,15 @@ def main() -> None:
         naive.append(torch.softmax(logits[list(answer_ids)].double(), dim=-1).numpy())
     record("b_naive_loop", time.perf_counter() - start, np.array(naive))
 
+    def time_backend(name: str, backend) -> None:
+        start = time.perf_counter()
+        results_ = backend.score(requests)
+        seconds = time.perf_counter() - start
+        record(name, seconds, np.array([scoring.distribution(x.answer_logprobs)[0] for x in results_]))
+
     # (a) ethdash local backend
     scorer = LocalScorer(spec)
-    start = time.perf_counter()
-    local = scorer.score(requests)
-    record(
-        "a_local_backend",
-        time.perf_counter() - start,
-        np.array([scoring.distribution(x.answer_logprobs)[0] for x in local]),
-    )
+    time_backend("a_local_backend", scorer)
 
     # (c) vLLM, when its environment exists
     if not args.no_vllm and serve.cpu_env_ready():
@@ -92,13 +92,7 @@ def main() -> None:
             client = VllmClient(info.url)
             vllm = VllmScorer(client, spec.name, info.dtype)
             vllm.score(requests[:4])  # warm-up: the first requests compile
-            start = time.perf_counter()
-            served = vllm.score(requests)
-            record(
-                "c_vllm_backend",
-                time.perf_counter() - start,
-                np.array([scoring.distribution(x.answer_logprobs)[0] for x in served]),
-            )
+            time_backend("c_vllm_backend", vllm)
         finally:
             serve.stop(spec.name)
 

@@ -180,6 +180,29 @@ def test_a_model_the_server_does_not_serve(world, tmp_path):
     assert result.returncode == 1 and "does not serve 'copy'" in result.stderr
 
 
+def test_a_fine_tuned_adapter_is_loaded_by_the_running_server_and_scores_alike(world):
+    from ethdash.finetune import runs
+    from ethdash.finetune.config import RunConfig
+
+    run = runs.start(RunConfig(name="tuned", limit=12, steps=3, eval_every=3, learning_rate=1e-3), world["store"])
+    wait_until(lambda: run.status().get("state") in ("succeeded", "failed"), timeout_s=300)
+    assert run.status()["state"] == "succeeded", run.log_tail()
+    args = score_command("--split", "dev", "--limit", "4", "--adapter", "tuned")[3:]
+    for backend in ("local", "vllm"):
+        result = run_cli(*args, "--backend", backend)
+        assert result.returncode == 0, result.stderr
+    with world["store"].connect() as con:
+        rows = con.execute("SELECT item_id, item_order, backend, probs FROM scores WHERE adapter = 'tuned'").fetchall()
+    pairs: dict = {}
+    for item_id, order, backend, probs in rows:
+        pairs.setdefault((item_id, order), {})[backend] = np.array(probs)
+    assert len(pairs) == 8
+    for pair in pairs.values():
+        np.testing.assert_allclose(pair["vllm"], pair["local"], atol=1e-3)
+    tuned = adapters.get(world["store"], "tuned")
+    assert tuned.served_name() in VllmClient(world["info"].url).served_models()  # loaded at run time
+
+
 def count(store, backend: str) -> int:
     with store.connect() as con:
         return con.execute("SELECT count(*) FROM scores WHERE backend = ? AND adapter IS NULL", [backend]).fetchone()[0]
