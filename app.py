@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ethdash import catalog
+from ethdash import adapters, catalog, models, templates
 from ethdash.importer import import_demo_if_empty
 from ethdash.store import Store
 
@@ -48,10 +48,34 @@ view = dataset.view(
     )
 )
 st.sidebar.caption(view.description)
+
+st.sidebar.divider()
+model = _choice("Model", list(models.registry()), "model")
+fitting = [t.name for t in templates.available().values() if t.dataset == dataset.name and t.view == view.name]
+template = _choice("Template", fitting, "template") if fitting else None
+registered = [name for name, base, _ in adapters.all_adapters(store) if base == model]
+wanted = [a for a in params.get("adapters", "").split(",") if a in registered]
+chosen = st.sidebar.multiselect(
+    "Adapters (the base model is always shown)", registered, default=wanted, key="sidebar_adapters"
+)
+if params.get("adapters", "") != ",".join(chosen):
+    params["adapters"] = ",".join(chosen)
+server = st.sidebar.text_input(
+    "vLLM server URL",
+    key="sidebar_server",
+    placeholder="empty: the embedded backend",
+    help="Scores come from this server instead of the in-process model.",
+)
 if split == "demo":
     st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")
 st.sidebar.caption(f"Store: `{store.path}`")
 
+st.session_state["systems"] = {
+    "model": model,
+    "template": template,
+    "adapters": tuple(chosen),
+    "server": server.strip() or None,
+}
 st.session_state["selection"] = {
     "dataset": dataset.name,
     "split": None if split == ALL_SPLITS else split,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import catalog
+from ethdash import catalog, orders, scoring
 from ethdash.store import Store
 from ethdash.votes import majority, posterior_interval, shares, vote_margin
 
@@ -80,3 +80,47 @@ def vote_split(counts: object, options: tuple[str, ...], sample: str, level: flo
             "high": high[0],
         }
     )
+
+
+@dataclass(frozen=True)
+class System:
+    """What produces a distribution: a model, with an adapter or not, asked through a template."""
+
+    model: str
+    adapter: str | None
+    template: str
+
+    @property
+    def label(self) -> str:
+        return self.adapter or f"{self.model} (base)"
+
+
+def item_job(system: System, dataset: str, split: str, item_id: str, backend: str = "local") -> scoring.Job:
+    return scoring.Job(
+        system.model, system.template, dataset, split, system.adapter, backend=backend, item_ids=(item_id,)
+    )
+
+
+def system_rows(scores: pd.DataFrame, options: tuple[str, ...], label: str) -> tuple[pd.DataFrame, dict]:
+    """One system's probabilities for one item, per option (orders combined for dilemmas), and a summary."""
+    by_order = {row.item_order: np.asarray(row.probs, dtype=float) for row in scores.itertuples()}
+    if set(by_order) == {"ab", "ba"}:
+        p = orders.combine(by_order["ab"][None], by_order["ba"][None])[0]
+        summary = {
+            "P_AB": by_order["ab"][0],
+            "P_BA": by_order["ba"][0],
+            "position bias": orders.position_bias(by_order["ab"][None], by_order["ba"][None]),
+        }
+    else:
+        p = next(iter(by_order.values()))
+        summary = {}
+    summary = {
+        "system": label,
+        **{o: float(v) for o, v in zip(options, p)},
+        **summary,
+        "mass outside answers": float(scores["outside_mass"].mean()),
+    }
+    rows = pd.DataFrame(
+        {"sample": label, "option": list(options), "votes": np.nan, "share": p, "low": np.nan, "high": np.nan}
+    )
+    return rows, summary

@@ -12,10 +12,16 @@ import plotly.graph_objects as go
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 FONT = dict(family="Helvetica, Arial, sans-serif", size=14)
+HUMAN_HOVER = (
+    "%{x}: %{y:.0%} (%{customdata[0]} votes)<br>90% interval %{customdata[1]:.0%}–%{customdata[2]:.0%}"
+    "<extra>%{fullData.name}</extra>"
+)
+MODEL_HOVER = "%{x}: %{y:.1%}<extra>%{fullData.name}</extra>"
 
 
 def vote_split_chart(split: pd.DataFrame, title: str = "Human vote split") -> go.Figure:
-    """Bars of each option's vote share per sample, with the posterior interval as error bars."""
+    """Bars of each option's share per sample (human samples with their posterior interval as error
+    bars; model systems, whose rows have no votes, without)."""
     fig = go.Figure()
     for k, (sample, rows) in enumerate(split.groupby("sample", sort=False)):
         fig.add_trace(
@@ -33,8 +39,7 @@ def vote_split_chart(split: pd.DataFrame, title: str = "Human vote split") -> go
                     width=6,
                 ),
                 customdata=rows[["votes", "low", "high"]].to_numpy(),
-                hovertemplate="%{x}: %{y:.0%} (%{customdata[0]} votes)<br>90% interval "
-                "%{customdata[1]:.0%}–%{customdata[2]:.0%}<extra>%{fullData.name}</extra>",
+                hovertemplate=HUMAN_HOVER if rows["votes"].notna().all() else MODEL_HOVER,
             )
         )
     fig.update_layout(

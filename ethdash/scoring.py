@@ -41,6 +41,7 @@ class Job:
     limit: int | None = None
     order: str = "both"
     backend: str = "local"
+    item_ids: tuple[str, ...] | None = None  # only these items (the item open in the dashboard)
 
 
 @dataclass
@@ -82,6 +83,8 @@ def _plan(store: Store, job: Job, dtype: str | None) -> Plan:
     if adapter is not None and adapter.base_model != spec.name:
         raise EthdashError(f"adapter '{adapter.name}' was trained on '{adapter.base_model}', not '{spec.name}'")
     items = catalog.items_frame(store, job.dataset, job.split, template.view, limit=job.limit)
+    if job.item_ids is not None:
+        items = items[items["item_id"].isin(job.item_ids)].reset_index(drop=True)
     if job.split is not None and items.empty:
         raise EthdashError(f"no items in {job.dataset}/{job.split} (view {template.view})")
     fixed = {

@@ -1,13 +1,58 @@
 """Browse: filter the items of the chosen dataset and split, read one with its human vote split."""
 
+import threading
+
 import pandas as pd
 import streamlit as st
 
-from ethdash.browse import Filters, apply_filters, item_table, vote_split
+from ethdash import models, scoring
+from ethdash.backends.factory import make_scorer
+from ethdash.backends.local import LocalScorer
+from ethdash.browse import Filters, System, apply_filters, item_job, item_table, system_rows, vote_split
+from ethdash.errors import EthdashError
 from ethdash.figures import vote_split_chart
+from ethdash.prompting import Prompter
 from ethdash.store import Store
 
 selection = st.session_state["selection"]
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def local_backend(model: str):
+    """One loaded model per app process, shared by sessions; the lock serialises adapter switching."""
+    spec = models.get(model)
+    return LocalScorer(spec), Prompter(spec), threading.Lock()
+
+
+def systems_for(choice: dict) -> list[System]:
+    if not choice["template"]:
+        return []
+    return [System(choice["model"], adapter, choice["template"]) for adapter in (None, *choice["adapters"])]
+
+
+def item_scores(system: System, item) -> pd.DataFrame | None:
+    """The system's stored scores for the item; computed first (with a spinner) when missing."""
+    server = st.session_state["systems"]["server"]
+    job = item_job(system, selection["dataset"], item["split"], item["item_id"], "vllm" if server else "local")
+    store = Store()
+    try:
+        plan, scores = scoring.stored(store, job)
+        if plan.todo:
+            with st.spinner(f"Scoring with {system.label}…"):
+                if server:
+                    make, make_prompter, _ = make_scorer(store, job, server)
+                    scoring.run(store, plan, make(), make_prompter())
+                else:
+                    scorer, prompter, lock = local_backend(system.model)
+                    with lock:
+                        scoring.run(store, plan, scorer, prompter)
+            plan, scores = scoring.stored(store, job)
+    except EthdashError as exc:
+        st.error(f"{system.label}: {exc}")
+        return None
+    return scores
+
+
 options = tuple(selection["options"])
 table = item_table(Store(), selection["dataset"], selection["split"], selection["view"], options)
 
@@ -95,5 +140,23 @@ with chart_col:
     samples = [vote_split(item["counts"], options, "human votes")]
     if item["second_counts"] is not None:
         samples.append(vote_split(item["second_counts"], options, "second human sample"))
-    st.plotly_chart(vote_split_chart(pd.concat(samples, ignore_index=True)), width="stretch", key="vote_chart")
-    st.caption("Bars: share of votes; whiskers: 90% posterior interval (Dirichlet, uniform prior).")
+    summaries = []
+    for system in systems_for(st.session_state["systems"]):
+        scores = item_scores(system, item)
+        if scores is not None:
+            rows, summary = system_rows(scores, options, system.label)
+            samples.append(rows)
+            summaries.append(summary)
+    title = "Human vote split and model probabilities" if summaries else "Human vote split"
+    st.plotly_chart(vote_split_chart(pd.concat(samples, ignore_index=True), title), width="stretch", key="vote_chart")
+    st.caption(
+        "Bars: share of votes or probability; whiskers: 90% posterior interval of the human share "
+        "(Dirichlet, uniform prior). Model probabilities are renormalised over the answers"
+        + (", averaged over both option orders." if selection["kind"] == "dilemmas" else ".")
+    )
+if summaries:
+    st.caption(
+        "Model probabilities per system: P_AB and P_BA are P(action 1) with action 1 listed first and "
+        "second; position bias is the mean P(first-listed) − 0.5."
+    )
+    st.dataframe(pd.DataFrame(summaries), hide_index=True, key="system_table")

@@ -113,6 +113,38 @@ def test_scenario_text_is_shown_as_text_not_markdown(store, tmp_path):
     assert all("onerror" not in m.value for m in at.markdown)
 
 
+@pytest.mark.model
+def test_the_item_view_shows_model_probabilities_beside_the_humans(store, tmp_path):
+    from ethdash import adapters
+
+    from .helpers import MODEL, make_adapter
+
+    import_paths(store, [demo_dir()])
+    adapters.register(store, "demo-lora", make_adapter(tmp_path / "adapter", seed=5), MODEL)
+    at = app_test()
+    at.query_params["dataset"] = "dilemmas"
+    at.query_params["adapters"] = "demo-lora"
+    at.run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1].value
+    assert list(table["system"]) == [f"{MODEL} (base)", "demo-lora"]
+    with store.connect() as con:
+        stored = con.execute(
+            "SELECT adapter, item_order, probs, outside_mass FROM scores WHERE item_id = 'demo-dilemma-01'"
+        ).fetchall()
+    assert len(stored) == 4  # two systems x two option orders, computed on demand and stored
+    for _, row in table.iterrows():
+        adapter = None if row["system"].endswith("(base)") else row["system"]
+        by_order = {order: probs for a, order, probs, _ in stored if a == adapter}
+        assert row["action 1"] == pytest.approx((by_order["ab"][0] + by_order["ba"][0]) / 2)
+        assert row["P_AB"] == pytest.approx(by_order["ab"][0]) and row["P_BA"] == pytest.approx(by_order["ba"][0])
+    assert table.iloc[0]["action 1"] != pytest.approx(table.iloc[1]["action 1"], abs=1e-4)
+
+    at.run()  # a rerun reads the cache: nothing is computed again
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 4
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
