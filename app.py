@@ -70,6 +70,12 @@ if split == "demo":
     st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")
 st.sidebar.caption(f"Store: `{store.path}`")
 
+annotator = st.sidebar.text_input(
+    "Annotator", key="sidebar_annotator", value=params.get("annotator", ""), placeholder="your name, for annotations"
+)
+if annotator and params.get("annotator") != annotator:
+    params["annotator"] = annotator
+st.session_state["annotator"] = annotator.strip()
 st.session_state["systems"] = {
     "model": model,
     "template": template,

@@ -457,6 +457,21 @@ def finetune_spread(name: str) -> None:
         )
 
 
+@main.group(name="annotations")
+def annotations_group() -> None:
+    """Researchers' own judgments of items."""
+
+
+@annotations_group.command("export")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--all", "everything", is_flag=True, help="Every save (the history), not only the latest.")
+def annotations_export(path: Path, everything: bool) -> None:
+    """Write the annotations to PATH (.csv or .parquet)."""
+    from ethdash import annotations
+
+    click.echo(f"{annotations.export(Store(), path, everything)} annotations written to {path}")
+
+
 @main.command(name="models")
 def models_command() -> None:
     """The model registry (add your own in $ETHDASH_HOME/models.toml)."""

@@ -154,3 +154,23 @@ def _scores(con: duckdb.DuckDBPyConnection) -> None:
             created_at TIMESTAMP NOT NULL
         )""")
     con.execute("CREATE INDEX scores_item ON scores (dataset, split, item_id)")
+
+
+@migration(3, "annotations")
+def _annotations(con: duckdb.DuckDBPyConnection) -> None:
+    # Append-only: every save is a new row, so the history of a researcher's judgment is kept and two
+    # annotators saving at once never overwrite each other.
+    con.execute("""
+        CREATE TABLE annotations (
+            annotation_id VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            judgment VARCHAR,               -- an option of the view, or NULL for no judgment
+            confidence DOUBLE,              -- 0 to 1
+            tags VARCHAR[] NOT NULL,
+            note VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""")
+    con.execute("CREATE INDEX annotations_item ON annotations (dataset, split, item_id)")

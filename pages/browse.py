@@ -5,7 +5,7 @@ import threading
 import pandas as pd
 import streamlit as st
 
-from ethdash import models, scoring
+from ethdash import annotations, models, scoring
 from ethdash.backends.factory import make_scorer
 from ethdash.backends.local import LocalScorer
 from ethdash.browse import Filters, System, apply_filters, item_job, item_table, system_rows, vote_split
@@ -160,3 +160,34 @@ if summaries:
         "second; position bias is the mean P(first-listed) − 0.5."
     )
     st.dataframe(pd.DataFrame(summaries), hide_index=True, key="system_table")
+
+st.subheader("Your annotation")
+annotator = st.session_state["annotator"]
+with st.form(f"annotate-{item['split']}-{item['item_id']}"):
+    judgment = st.radio("Your judgment", ["no judgment", *options], horizontal=True, key="a_judgment")
+    confidence = st.slider("Confidence", 0.0, 1.0, 0.5, step=0.05, key="a_confidence")
+    tags = st.text_input("Tags", placeholder="comma-separated, e.g. family, money", key="a_tags")
+    note = st.text_area("Note", key="a_note")
+    if st.form_submit_button("Save annotation"):
+        try:
+            annotations.save(
+                Store(),
+                annotations.Annotation(
+                    selection["dataset"],
+                    item["split"],
+                    item["item_id"],
+                    annotator,
+                    None if judgment == "no judgment" else judgment,
+                    confidence,
+                    annotations.parse_tags(tags),
+                    note,
+                ),
+                options,
+            )
+            st.success(f"Saved for {annotator}.")
+        except EthdashError as exc:
+            st.error(str(exc))
+saved = annotations.history(Store(), selection["dataset"], item["split"], item["item_id"])
+if not saved.empty:
+    st.caption("History of this item's annotations, newest first")
+    st.dataframe(saved, hide_index=True, key="annotation_history")

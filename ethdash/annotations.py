@@ -1,0 +1,107 @@
+"""A researcher's own judgments of items: an option, a confidence, free tags and a note.
+
+Saved at once, one row per save (the history is kept; the latest row per annotator and item is the
+current annotation), so reruns, reloads and concurrent annotators never lose a record.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ethdash.errors import EthdashError
+from ethdash.migrations import utc_now
+from ethdash.store import Store
+
+ANNOTATOR = re.compile(r"^[\w .@-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    dataset: str
+    split: str
+    item_id: str
+    annotator: str
+    judgment: str | None
+    confidence: float | None
+    tags: tuple[str, ...] = ()
+    note: str = ""
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """Comma-separated tags, trimmed, without duplicates, in the order given."""
+    seen: list[str] = []
+    for tag in (t.strip() for t in text.split(",")):
+        if tag and tag not in seen:
+            seen.append(tag)
+    return tuple(seen)
+
+
+def save(store: Store, annotation: Annotation, options: tuple[str, ...]) -> str:
+    a = annotation
+    if not ANNOTATOR.match(a.annotator.strip()):
+        raise EthdashError("give an annotator name (letters, digits, spaces, . @ - _; up to 64)")
+    if a.judgment is not None and a.judgment not in options:
+        raise EthdashError(f"judgment '{a.judgment}' is not one of {', '.join(options)}")
+    if a.confidence is not None and not 0.0 <= a.confidence <= 1.0:
+        raise EthdashError("confidence is between 0 and 1")
+    annotation_id = uuid.uuid4().hex
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                annotation_id,
+                a.dataset,
+                a.split,
+                a.item_id,
+                a.annotator.strip(),
+                a.judgment,
+                a.confidence,
+                list(a.tags),
+                a.note,
+                utc_now(),
+            ],
+        )
+    return annotation_id
+
+
+def history(store: Store, dataset: str, split: str, item_id: str) -> pd.DataFrame:
+    """Every save for the item, newest first."""
+    with store.connect() as con:
+        return con.execute(
+            "SELECT annotator, judgment, confidence, tags, note, created_at FROM annotations "
+            "WHERE dataset = ? AND split = ? AND item_id = ? ORDER BY created_at DESC",
+            [dataset, split, item_id],
+        ).df()
+
+
+def current(store: Store, dataset: str | None = None) -> pd.DataFrame:
+    """The latest annotation of each annotator for each item (optionally of one dataset)."""
+    with store.connect() as con:
+        return con.execute(
+            """
+            SELECT * EXCLUDE (rank) FROM (
+                SELECT *, row_number() OVER (PARTITION BY dataset, split, item_id, annotator
+                                             ORDER BY created_at DESC, annotation_id) AS rank
+                FROM annotations WHERE ? IS NULL OR dataset = ?)
+            WHERE rank = 1 ORDER BY dataset, split, item_id, annotator""",
+            [dataset, dataset],
+        ).df()
+
+
+def export(store: Store, path, everything: bool = False) -> int:
+    """Write the current annotations (or the whole history) to CSV or Parquet, by extension."""
+    if everything:
+        with store.connect() as con:
+            frame = con.execute("SELECT * FROM annotations ORDER BY created_at").df()
+    else:
+        frame = current(store)
+    if str(path).endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame = frame.assign(tags=[";".join(t) for t in frame["tags"]])
+        frame.to_csv(path, index=False)
+    return len(frame)
