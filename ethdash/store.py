@@ -36,6 +36,9 @@ from ethdash.migrations import migrate
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 _migrated: set[Path] = set()
 _migrate_lock = threading.Lock()
+# DuckDB shares one database instance between the connections of a process; attaching and releasing
+# it from several threads at once races ("Unique file handle conflict"), so those steps take turns.
+_instance_lock = threading.Lock()
 _open = threading.local()  # the connection of the unit of work in progress on this thread, per store path
 
 
@@ -49,7 +52,8 @@ def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDB
     delay = 0.02
     while True:
         try:
-            return duckdb.connect(str(path))
+            with _instance_lock:
+                return duckdb.connect(str(path))
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise
@@ -87,7 +91,8 @@ class Store:
             yield con
         finally:
             delattr(_open, str(self.path))
-            con.close()
+            with _instance_lock:
+                con.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -112,9 +112,9 @@ def test_threads_of_one_process_share_the_store(store):
     import concurrent.futures
 
     import_paths(store, [demo_dir()])
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        counts = list(pool.map(lambda _: catalog.count_items(store), range(32)))
-    assert counts == [36] * 32
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        counts = list(pool.map(lambda _: catalog.count_items(store), range(400)))
+    assert counts == [36] * 400
 
 
 def test_retry_gives_up_only_after_the_timeout(store):
