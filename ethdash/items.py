@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ethdash.votes import anecdote_controversial, unanimous
+
 DILEMMAS = "dilemmas"
 ANECDOTES = "anecdotes"
 SCRUPLES_DATASETS = (DILEMMAS, ANECDOTES)
@@ -116,8 +118,6 @@ def binarize(classes: dict[str, int]) -> tuple[int, int]:
 def is_controversial(item: Item) -> bool:
     """Dilemmas: as released (the gold votes were not unanimous); anecdotes and custom data:
     a vote margin below 0.5 (of the binarized votes, for anecdotes)."""
-    from ethdash.votes import anecdote_controversial, unanimous
-
     if item.dataset == DILEMMAS:
         if item.controversial is not None:
             return item.controversial
