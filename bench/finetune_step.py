@@ -47,9 +47,10 @@ def run_variant(variant: str, steps: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from ethdash import losses, models, templates
+    from ethdash.batching import left_pad
     from ethdash.finetune.config import RunConfig
     from ethdash.finetune.data import examples, select_items
-    from ethdash.finetune.train import BUCKET_BATCHES, _batch_for, _pad
+    from ethdash.finetune.train import BUCKET_BATCHES, _batch_for
     from ethdash.importer import import_paths
     from ethdash.prompting import Prompter
     from ethdash.store import Store
@@ -70,7 +71,7 @@ def run_variant(variant: str, steps: int) -> dict:
     runner = torch.compile(model, dynamic=True) if variant == "ethdash-compiled" else model
 
     def step(batch) -> int:
-        ids, mask, positions = _pad([e.prompt_ids for e in batch], "cpu")
+        ids, mask, positions = left_pad([e.prompt_ids for e in batch])
         keep = 0 if variant == "straightforward" else 1  # 0: logits at every position
         logits = runner(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         counts = torch.tensor([e.answer_counts for e in batch])

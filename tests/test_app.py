@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from ethdash.importer import import_paths
 from ethdash.readers.mapping import Mapping
+from ethdash.serve import free_port
 from ethdash.settings import demo_dir
 
 from .conftest import ROOT
@@ -143,12 +143,6 @@ def test_the_item_view_shows_model_probabilities_beside_the_humans(store, tmp_pa
     at.run()  # a rerun reads the cache: nothing is computed again
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

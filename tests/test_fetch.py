@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import socket
 import tarfile
 import threading
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ethdash import catalog
+from ethdash.serve import free_port
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, DILEMMAS_TEST, run_cli, snapshot
 
@@ -55,12 +55,6 @@ def test_fetch_downloads_with_progress_and_imports(store, server, tmp_path):
     assert "5259 new" in result.stdout
     again = run_cli("data", "fetch", "--url", url, "--dataset", "dilemmas", env={"ETHDASH_CACHE": str(cache)})
     assert again.returncode == 0 and "0 new, 0 changed, 4700 unchanged" in again.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_dead_server_a_missing_file_and_a_corrupt_archive(store, server, tmp_path):

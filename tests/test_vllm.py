@@ -22,6 +22,7 @@ from ethdash.backends.local import LocalScorer
 from ethdash.backends.vllm import ServerError, VllmClient, VllmScorer
 from ethdash.importer import import_paths
 from ethdash.prompting import Prompter
+from ethdash.serve import free_port
 from ethdash.store import Store
 
 from .conftest import DILEMMAS_DEV, ROOT, run_cli
@@ -117,12 +118,6 @@ def test_cli_scores_through_the_recorded_server_like_the_local_backend(world):
     assert len(by_key) == 10
     for pair in by_key.values():
         np.testing.assert_allclose(pair["vllm"], pair["local"], atol=1e-3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_server_that_is_not_running_or_does_not_answer(world):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ethdash.adapters import Adapter
 from ethdash.backends import Request, Result
+from ethdash.batching import left_pad, length_batches
 from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
 
@@ -82,8 +83,9 @@ class LocalScorer:
             if cache is None:
                 prefix = ()
             prefix_share = (time.perf_counter() - start) / len(indices)
-            ordered = sorted(indices, key=lambda i: len(requests[i].prompt_ids))
-            for batch in self._batches(ordered, requests, len(prefix)):
+            lengths = [len(requests[i].prompt_ids) - len(prefix) for i in indices]
+            for positions in length_batches(lengths, self.tokens_per_batch):
+                batch = [indices[p] for p in positions]
                 start = time.perf_counter()
                 logprobs = self._forward([requests[i] for i in batch], adapter, len(prefix), cache)
                 share = (time.perf_counter() - start) / len(batch) + prefix_share
@@ -97,31 +99,12 @@ class LocalScorer:
             out = model(input_ids=self.torch.tensor([prefix]), use_cache=True, logits_to_keep=1)
         return out.past_key_values
 
-    def _batches(self, ordered: list[int], requests: list[Request], skip: int):
-        batch: list[int] = []
-        for i in ordered:
-            longest = max([len(requests[j].prompt_ids) for j in batch] + [len(requests[i].prompt_ids)])
-            if batch and (longest - skip) * (len(batch) + 1) > self.tokens_per_batch:
-                yield batch
-                batch = []
-            batch.append(i)
-        if batch:
-            yield batch
-
     def _forward(
         self, batch: list[Request], adapter: Adapter | None, skip: int = 0, prefix_cache=None
     ) -> list[np.ndarray]:
         """One padded forward pass over the prompts after their first `skip` (shared, cached) tokens."""
         torch = self.torch
-        rests = [r.prompt_ids[skip:] for r in batch]
-        width = max(len(rest) for rest in rests)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), skip + width), dtype=torch.long)
-        mask[:, :skip] = 1
-        for row, rest in enumerate(rests):  # left padding: every prompt ends at the last column
-            ids[row, width - len(rest) :] = torch.tensor(rest)
-            mask[row, skip + width - len(rest) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, skip:]
+        ids, mask, positions = left_pad([r.prompt_ids[skip:] for r in batch], skip, self.pad_id)
         kwargs = {}
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)  # the forward pass appends to it

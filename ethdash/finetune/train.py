@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ethdash import adapters, catalog, metrics, models, orders, scoring, templates
+from ethdash.batching import left_pad, length_batches
 from ethdash.finetune.data import Example, examples, heldout_split, select_items
 from ethdash.finetune.runs import COMPLETE, Run, remove_incomplete_checkpoints
 from ethdash.losses import compute
@@ -106,7 +107,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     runner = torch.compile(model, dynamic=True) if config.compile else model
 
     def forward_logits(batch: list[Example], grad: bool):
-        ids, mask, positions = _pad([e.prompt_ids for e in batch], device)
+        ids, mask, positions = (t.to(device) for t in left_pad([e.prompt_ids for e in batch]))
         with torch.set_grad_enabled(grad):
             out = runner(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
         return out.logits[:, -1, :].float()
@@ -114,7 +115,9 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     def evaluate(step: int) -> dict:
         model.eval()
         probs = {}
-        for batch in _batches(heldout_examples, EVAL_TOKENS_PER_BATCH):
+        lengths = [len(e.prompt_ids) for e in heldout_examples]
+        for indices in length_batches(lengths, EVAL_TOKENS_PER_BATCH):
+            batch = [heldout_examples[i] for i in indices]
             logits = forward_logits(batch, grad=False)
             logp = torch.log_softmax(logits.double(), dim=-1)[:, answer_ids].detach().cpu().numpy()
             for example, lp in zip(batch, logp):
@@ -191,31 +194,6 @@ def heldout_metrics(items, probs: dict, template) -> dict:
         "position_bias": bias,
         "items": len(counts),
     }
-
-
-def _pad(prompts: list[tuple[int, ...]], device):
-    import torch
-
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device)
-
-
-def _batches(items: list[Example], tokens: int):
-    ordered = sorted(items, key=lambda e: len(e.prompt_ids))
-    batch: list[Example] = []
-    for e in ordered:
-        if batch and len(e.prompt_ids) * (len(batch) + 1) > tokens:
-            yield batch
-            batch = []
-        batch.append(e)
-    if batch:
-        yield batch
 
 
 BUCKET_BATCHES = 8  # batches drawn together and sorted by length, so that little compute goes to padding
