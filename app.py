@@ -89,5 +89,11 @@ st.session_state["selection"] = {
     "options": view.options,
     "kind": dataset.kind,
 }
-page = st.navigation([st.Page("pages/browse.py", title="Browse", icon="🔎", default=True)])
+page = st.navigation(
+    [
+        st.Page("pages/browse.py", title="Browse", icon="🔎", default=True),
+        st.Page("pages/compare.py", title="Compare", icon="📊"),
+        st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️"),
+    ]
+)
 page.run()

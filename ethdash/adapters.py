@@ -79,3 +79,10 @@ def get(store: Store, name: str) -> Adapter:
 def all_adapters(store: Store) -> list[tuple[str, str, str]]:
     with store.connect() as con:
         return con.execute("SELECT name, base_model, path FROM adapters ORDER BY name").fetchall()
+
+
+def meta(store: Store, name: str) -> dict:
+    """What was recorded with the adapter: for fine-tuned ones, the run's config and final metrics."""
+    with store.connect() as con:
+        row = con.execute("SELECT meta FROM adapters WHERE name = ?", [name]).fetchone()
+    return json.loads(row[0]) if row and row[0] else {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import catalog, orders, scoring
+from ethdash import catalog, orders
 from ethdash.store import Store
 from ethdash.votes import majority, posterior_interval, shares, vote_margin
 
@@ -43,6 +43,8 @@ class Filters:
     margin: tuple[float, float] = (0.0, 1.0)
     search: str = ""
     post_types: tuple[str, ...] = ()  # empty: all
+    tags: tuple[str, ...] = ()  # items annotated with any of these tags (empty: all)
+    min_disagreement: float | None = None  # items where the "disagreement" column exceeds this
 
 
 def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
@@ -63,7 +65,34 @@ def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
             + frame["actions"].map(lambda a: " ".join(a) if a is not None else "")
         )
         keep &= haystack.str.lower().str.contains(needle, regex=False)
+    if f.tags:
+        wanted = set(f.tags)
+        keep &= frame["tags"].map(lambda t: bool(wanted.intersection(t)))
+    if f.min_disagreement is not None:
+        keep &= frame["disagreement"].fillna(-1.0) > f.min_disagreement
     return frame[keep]
+
+
+def with_tags(frame: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Add each item's annotation tags (of every annotator's current annotation) as a `tags` column."""
+    tags: dict[tuple[str, str], set[str]] = {}
+    for row in current.itertuples():
+        tags.setdefault((row.split, row.item_id), set()).update(row.tags if row.tags is not None else ())
+    out = frame.copy()
+    out["tags"] = [tuple(sorted(tags.get(k, ()))) for k in zip(out["split"], out["item_id"])]
+    return out
+
+
+def with_disagreement(frame: pd.DataFrame, probs: pd.DataFrame) -> pd.DataFrame:
+    """Add the total variation between humans and a system's per-item probabilities (NaN where unscored)."""
+    by_key = {(s, i): p for s, i, p in zip(probs["split"], probs["item_id"], probs["p"])}
+    out = frame.copy()
+    y = shares(catalog.counts_matrix(out)) if len(out) else np.empty((0, 0))
+    out["disagreement"] = [
+        float(0.5 * np.abs(row - by_key[k]).sum()) if k in by_key else np.nan
+        for row, k in zip(y, zip(out["split"], out["item_id"]))
+    ]
+    return out
 
 
 def vote_split(counts: object, options: tuple[str, ...], sample: str, level: float = 0.9) -> pd.DataFrame:
@@ -79,25 +108,6 @@ def vote_split(counts: object, options: tuple[str, ...], sample: str, level: flo
             "low": low[0],
             "high": high[0],
         }
-    )
-
-
-@dataclass(frozen=True)
-class System:
-    """What produces a distribution: a model, with an adapter or not, asked through a template."""
-
-    model: str
-    adapter: str | None
-    template: str
-
-    @property
-    def label(self) -> str:
-        return self.adapter or f"{self.model} (base)"
-
-
-def item_job(system: System, dataset: str, split: str, item_id: str, backend: str = "local") -> scoring.Job:
-    return scoring.Job(
-        system.model, system.template, dataset, split, system.adapter, backend=backend, item_ids=(item_id,)
     )
 
 

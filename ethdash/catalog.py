@@ -195,3 +195,12 @@ def counts_matrix(frame: pd.DataFrame, column: str = "counts") -> np.ndarray:
     if frame.empty:
         return np.zeros((0, 0))
     return np.array([list(c) for c in frame[column]], dtype=float)
+
+
+def post_types(store: Store, dataset: str) -> list[str]:
+    """The post types present in a dataset (anecdotes: HISTORICAL, HYPOTHETICAL), sorted."""
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT post_type FROM items WHERE dataset = ? AND post_type IS NOT NULL ORDER BY 1", [dataset]
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -53,3 +53,111 @@ def vote_split_chart(split: pd.DataFrame, title: str = "Human vote split") -> go
         yaxis=dict(title="share of votes", range=[0, 1], tickformat=".0%"),
     )
     return fig
+
+
+def publication_style(fig: go.Figure) -> go.Figure:
+    """A copy for a paper: white background, readable fonts at column width, no interactive title bar."""
+    out = go.Figure(fig)
+    out.update_layout(
+        template="simple_white",
+        font=dict(family="Helvetica, Arial, sans-serif", size=18, color="black"),
+        title=dict(font=dict(size=18)),
+        margin=dict(l=70, r=20, t=50, b=60),
+        height=None,
+        width=None,
+    )
+    return out
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        font=FONT,
+        template="simple_white",
+        height=height,
+        margin=dict(l=50, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.22),
+        xaxis=dict(title=x_title),
+        yaxis=dict(title=y_title),
+    )
+    return fig
+
+
+def reliability_chart(points: pd.DataFrame) -> go.Figure:
+    """Mean human share of the predicted option against mean confidence, per confidence bin and system;
+    marker area follows the number of items in the bin."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dot"), name="perfect calibration")
+    )
+    for k, (system, rows) in enumerate(points.groupby("system", sort=False)):
+        used = rows[rows["items"] > 0]
+        size = 6 + 18 * (used["items"] / max(points["items"].max(), 1)) ** 0.5
+        fig.add_trace(
+            go.Scatter(
+                x=used["confidence"],
+                y=used["observed"],
+                mode="lines+markers",
+                name=str(system),
+                marker=dict(color=PALETTE[k % len(PALETTE)], size=size),
+                line=dict(color=PALETTE[k % len(PALETTE)]),
+                customdata=used[["items", "bin_low", "bin_high"]].to_numpy(),
+                hovertemplate="confidence %{customdata[1]:.1f}–%{customdata[2]:.1f}: %{customdata[0]} items<br>"
+                "mean confidence %{x:.2f}, humans %{y:.2f}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig = _layout(fig, "Reliability", "model confidence (max probability)", "human share of the predicted option")
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def scatter_chart(frame: pd.DataFrame, option: str) -> go.Figure:
+    """Human share against model probability of one option, per item and system (hover: the item id;
+    customdata carries split and id so that a click can open the item)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dot"), name="y = x"))
+    for k, (system, rows) in enumerate(frame.groupby("system", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["model"],
+                y=rows["human"],
+                mode="markers",
+                name=str(system),
+                marker=dict(color=PALETTE[k % len(PALETTE)], size=6, opacity=0.6),
+                customdata=rows[["split", "item_id"]].to_numpy(),
+                hovertemplate="%{customdata[1]} (%{customdata[0]})<br>model %{x:.2f}, humans %{y:.2f}"
+                "<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig = _layout(fig, f"P({option}): humans against models", f"model P({option})", f"human share {option}", 420)
+    fig.update_xaxes(range=[-0.02, 1.02])
+    fig.update_yaxes(range=[-0.02, 1.02])
+    return fig
+
+
+def difference_histogram(frame: pd.DataFrame, x_title: str) -> go.Figure:
+    """Distribution of per-item differences, one overlaid histogram per column of frame."""
+    fig = go.Figure()
+    for k, column in enumerate(frame.columns):
+        fig.add_trace(
+            go.Histogram(x=frame[column], name=str(column), opacity=0.6, marker_color=PALETTE[k % len(PALETTE)])
+        )
+    fig.update_layout(barmode="overlay")
+    return _layout(fig, "Per-item differences", x_title, "items")
+
+
+def curves_chart(records: pd.DataFrame, title: str) -> go.Figure:
+    """Training curves: one line per series (columns step, value, series)."""
+    fig = go.Figure()
+    for k, (series, rows) in enumerate(records.groupby("series", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["step"],
+                y=rows["value"],
+                mode="lines+markers" if len(rows) < 30 else "lines",
+                name=str(series),
+                line=dict(color=PALETTE[k % len(PALETTE)]),
+            )
+        )
+    return _layout(fig, title, "step", "nats", 320)

@@ -1,60 +1,31 @@
 """Browse: filter the items of the chosen dataset and split, read one with its human vote split."""
 
-import threading
-
 import pandas as pd
 import streamlit as st
 
-from ethdash import annotations, models, scoring
-from ethdash.backends.factory import make_scorer
-from ethdash.backends.local import LocalScorer
-from ethdash.browse import Filters, System, apply_filters, item_job, item_table, system_rows, vote_split
+from ethdash import annotations, ui
+from ethdash.browse import (
+    Filters,
+    apply_filters,
+    item_table,
+    system_rows,
+    vote_split,
+    with_disagreement,
+    with_tags,
+)
 from ethdash.errors import EthdashError
 from ethdash.figures import vote_split_chart
-from ethdash.prompting import Prompter
+from ethdash.scored import probabilities
 from ethdash.store import Store
 
-selection = st.session_state["selection"]
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def local_backend(model: str):
-    """One loaded model per app process, shared by sessions; the lock serialises adapter switching."""
-    spec = models.get(model)
-    return LocalScorer(spec), Prompter(spec), threading.Lock()
-
-
-def systems_for(choice: dict) -> list[System]:
-    if not choice["template"]:
-        return []
-    return [System(choice["model"], adapter, choice["template"]) for adapter in (None, *choice["adapters"])]
-
-
-def item_scores(system: System, item) -> pd.DataFrame | None:
-    """The system's stored scores for the item; computed first (with a spinner) when missing."""
-    server = st.session_state["systems"]["server"]
-    job = item_job(system, selection["dataset"], item["split"], item["item_id"], "vllm" if server else "local")
-    store = Store()
-    try:
-        plan, scores = scoring.stored(store, job)
-        if plan.todo:
-            with st.spinner(f"Scoring with {system.label}…"):
-                if server:
-                    make, make_prompter, _ = make_scorer(store, job, server)
-                    scoring.run(store, plan, make(), make_prompter())
-                else:
-                    scorer, prompter, lock = local_backend(system.model)
-                    with lock:
-                        scoring.run(store, plan, scorer, prompter)
-            plan, scores = scoring.stored(store, job)
-    except EthdashError as exc:
-        st.error(f"{system.label}: {exc}")
-        return None
-    return scores
-
+selection = ui.selection()
+systems = ui.systems()
 
 options = tuple(selection["options"])
-table = item_table(Store(), selection["dataset"], selection["split"], selection["view"], options)
+store = Store()
+table = item_table(store, selection["dataset"], selection["split"], selection["view"], options)
+if not table.empty:
+    table = with_tags(table, annotations.current(store, selection["dataset"]))
 
 st.header(f"{selection['dataset']} · {selection['split'] or 'all splits'}")
 if table.empty:
@@ -66,8 +37,30 @@ contro = left.radio("Controversial", ["all", "yes", "no"], horizontal=True, key=
 margin = middle.slider("Vote margin (top share − second)", 0.0, 1.0, (0.0, 1.0), step=0.05, key="f_margin")
 search = right.text_input("Search text", key="f_search", placeholder="words in the title, text or actions")
 post_types = sorted(t for t in table["post_type"].dropna().unique())
-chosen_types = st.multiselect("Post type", post_types, key="f_types") if post_types else []
-filters = Filters({"all": None, "yes": True, "no": False}[contro], margin, search, tuple(chosen_types))
+types_col, tags_col, disagree_col = st.columns([2, 2, 3])
+chosen_types = types_col.multiselect("Post type", post_types, key="f_types") if post_types else []
+all_tags = sorted({t for tags in table["tags"] for t in tags})
+chosen_tags = tags_col.multiselect("Annotation tags", all_tags, key="f_tags", disabled=not all_tags)
+min_disagreement = None
+if systems:
+    with disagree_col:
+        by_label = {s.label: s for s in systems}
+        against = st.selectbox("Disagreement with humans for", ["off", *by_label], key="f_against")
+        if against != "off":
+            min_disagreement = st.slider(
+                "…greater than (total variation)", 0.0, 1.0, 0.3, step=0.05, key="f_min_disagreement"
+            )
+            _, probs = probabilities(store, by_label[against], selection["dataset"], selection["split"], ui.backend())
+            table = with_disagreement(table, probs)
+            st.caption(f"{len(probs)} of {len(table)} items scored by {against}; unscored items are hidden.")
+filters = Filters(
+    {"all": None, "yes": True, "no": False}[contro],
+    margin,
+    search,
+    tuple(chosen_types),
+    tuple(chosen_tags),
+    min_disagreement,
+)
 shown = apply_filters(table, filters).reset_index(drop=True)
 st.caption(f"{len(shown)} of {len(table)} items")
 
@@ -82,6 +75,8 @@ event = st.dataframe(
             "majority",
             "margin",
             "controversial",
+            *(["disagreement"] if min_disagreement is not None else []),
+            "tags",
         ]
     ],
     hide_index=True,
@@ -95,6 +90,8 @@ event = st.dataframe(
         "split_text": st.column_config.TextColumn("votes", help="Votes for " + " · ".join(options)),
         "n_votes": st.column_config.NumberColumn("N"),
         "margin": st.column_config.ProgressColumn("margin", min_value=0.0, max_value=1.0, format="%.2f"),
+        "disagreement": st.column_config.NumberColumn("TV", format="%.2f", help="Total variation, humans vs model"),
+        "tags": st.column_config.ListColumn("tags"),
     },
 )
 if shown.empty:
@@ -141,19 +138,23 @@ with chart_col:
     if item["second_counts"] is not None:
         samples.append(vote_split(item["second_counts"], options, "second human sample"))
     summaries = []
-    for system in systems_for(st.session_state["systems"]):
-        scores = item_scores(system, item)
+    for system in systems:
+        scores = ui.ensure_scored(system, selection["dataset"], item["split"], (item["item_id"],))
         if scores is not None:
             rows, summary = system_rows(scores, options, system.label)
             samples.append(rows)
             summaries.append(summary)
     title = "Human vote split and model probabilities" if summaries else "Human vote split"
-    st.plotly_chart(vote_split_chart(pd.concat(samples, ignore_index=True), title), width="stretch", key="vote_chart")
+    chart = vote_split_chart(pd.concat(samples, ignore_index=True), title)
+    st.plotly_chart(chart, width="stretch", key="vote_chart")
     st.caption(
         "Bars: share of votes or probability; whiskers: 90% posterior interval of the human share "
         "(Dirichlet, uniform prior). Model probabilities are renormalised over the answers"
         + (", averaged over both option orders." if selection["kind"] == "dilemmas" else ".")
     )
+ui.export_figure(
+    chart, "vote-split", ui.manifest(shown.iloc[[position]], "vote split", {"item": item["item_id"]}), key="x_vote"
+)
 if summaries:
     st.caption(
         "Model probabilities per system: P_AB and P_BA are P(action 1) with action 1 listed first and "
@@ -171,7 +172,7 @@ with st.form(f"annotate-{item['split']}-{item['item_id']}"):
     if st.form_submit_button("Save annotation"):
         try:
             annotations.save(
-                Store(),
+                store,
                 annotations.Annotation(
                     selection["dataset"],
                     item["split"],
@@ -187,7 +188,7 @@ with st.form(f"annotate-{item['split']}-{item['item_id']}"):
             st.success(f"Saved for {annotator}.")
         except EthdashError as exc:
             st.error(str(exc))
-saved = annotations.history(Store(), selection["dataset"], item["split"], item["item_id"])
+saved = annotations.history(store, selection["dataset"], item["split"], item["item_id"])
 if not saved.empty:
     st.caption("History of this item's annotations, newest first")
     st.dataframe(saved, hide_index=True, key="annotation_history")

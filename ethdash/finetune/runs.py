@@ -29,6 +29,7 @@ import psutil
 from ethdash import settings
 from ethdash.errors import EthdashError
 from ethdash.finetune.config import ConfigError, RunConfig, validate
+from ethdash.processes import alive
 from ethdash.store import Store
 
 ACTIVE = ("queued", "running")
@@ -97,23 +98,11 @@ class Run:
     def status(self) -> dict:
         """The status, with a dead process noticed: a run whose process is gone has failed."""
         status = self.raw_status()
-        if status.get("state") in ACTIVE and not _alive(status.get("pid"), status.get("pid_started")):
+        if status.get("state") in ACTIVE and not alive(status.get("pid"), status.get("pid_started")):
             status = self.write_status(
                 state="failed", message="the run's process died (killed or crashed)", log_tail=self.log_tail()
             )
         return status
-
-
-def _alive(pid: int | None, started: float | None) -> bool:
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if started is not None and abs(process.create_time() - started) > 1.0:
-            return False  # the pid was reused by another process
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def get(name: str) -> Run:
@@ -175,9 +164,9 @@ def cancel(run: Run, timeout_s: float = 60.0) -> dict:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)  # the worker saves a checkpoint and marks itself cancelled
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid, status.get("pid_started")):
+    while time.monotonic() < deadline and alive(pid, status.get("pid_started")):
         time.sleep(0.2)
-    if _alive(pid, status.get("pid_started")):
+    if alive(pid, status.get("pid_started")):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     if run.raw_status().get("state") != "cancelled":

@@ -1,0 +1,235 @@
+"""Compare systems with the humans on one selection of items (../shared/DESIGN.md §3). Pure: arrays in,
+frames out.
+
+Every metric but ECE is a mean of per-item values, so a bootstrap resample is a mean over resampled
+rows. The fitted c and T* are per item and held fixed inside the bootstrap: fitted on other data
+(a calibration split, or a run's held-out part) or cross-fitted, so that no item's score uses a c or
+T* fitted on that item.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from ethdash import metrics
+from ethdash.votes import as_counts, majority, shares
+
+# Metric name → (label, lower is better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "xent": ("soft xent", True),
+    "dirichlet": ("Dirichlet score", True),
+    "calibrated_xent": ("calibrated xent", True),
+    "accuracy": ("accuracy", False),
+    "brier": ("Brier", True),
+    "ece": ("ECE", True),
+    "position_bias": ("position bias", False),  # signed: 0 is best
+}
+HUMAN_CEILING = "humans (second sample)"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A system's distributions over the selected items, with the c and T* each item is scored with."""
+
+    label: str
+    p: np.ndarray  # items x options, vote order (both option orders averaged for dilemmas)
+    c: np.ndarray  # per item: Dirichlet concentration
+    t: np.ndarray  # per item: temperature
+    first: np.ndarray | None = None  # per item: mean P(first-listed option) over both orders (dilemmas)
+    calibration: str = ""  # where c and T* come from, said in the table
+
+    def subset(self, keep: np.ndarray) -> Predictions:
+        first = None if self.first is None else self.first[keep]
+        return Predictions(self.label, self.p[keep], self.c[keep], self.t[keep], first, self.calibration)
+
+
+def fitted(counts: object, p: object) -> tuple[float, float]:
+    """(c, T*) fitted on these items: use on other items only."""
+    return metrics.fit_concentration(counts, p), metrics.fit_temperature(counts, p)
+
+
+def with_fit(label: str, p: np.ndarray, c: float, t: float, first=None, calibration: str = "") -> Predictions:
+    n = len(p)
+    return Predictions(label, np.asarray(p, float), np.full(n, c), np.full(n, t), first, calibration)
+
+
+def cross_fitted(label: str, counts: object, p: object, first=None, folds: int = 2, seed: int = 0) -> Predictions:
+    """c and T* for each item fitted on the other folds (seeded): honest when no held-out data exists."""
+    n, pp = as_counts(counts), np.asarray(p, dtype=float)
+    fold = np.random.default_rng(seed).permutation(len(n)) % folds
+    c, t = np.empty(len(n)), np.empty(len(n))
+    for f in range(folds):
+        inside = fold == f
+        if inside.all():  # a single item: nothing else to fit on
+            c[inside], t[inside] = np.nan, np.nan
+            continue
+        c[inside], t[inside] = fitted(n[~inside], pp[~inside])
+    return Predictions(label, pp, c, t, first, f"cross-fitted ({folds} folds)")
+
+
+def human_ceiling(second_counts: object) -> np.ndarray:
+    """The second human sample as a prediction: its posterior mean under a uniform prior, (1 + n) / (N + K),
+    so that an option nobody in the small sample chose does not get probability 0."""
+    n = as_counts(second_counts)
+    return (n + 1.0) / (n.sum(axis=1, keepdims=True) + n.shape[1])
+
+
+def item_metrics(counts: object, pred: Predictions) -> pd.DataFrame:
+    """Per-item values of every mean metric (accuracy: 1/0, NaN where the majority is tied)."""
+    n = as_counts(counts)
+    with np.errstate(divide="ignore"):
+        tempered = special.softmax(np.log(pred.p) / pred.t[:, None], axis=1)
+    maj = majority(n)
+    hit = (pred.p.argmax(axis=1) == maj).astype(float)
+    return pd.DataFrame(
+        {
+            "xent": metrics.soft_xent_items(n, pred.p),
+            "kl": metrics.kl_items(n, pred.p),
+            "dirichlet": metrics.dirichlet_multinomial_nll_items(n, pred.c[:, None] * pred.p),
+            "calibrated_xent": metrics.soft_xent_items(n, tempered),
+            "accuracy": np.where(maj >= 0, hit, np.nan),
+            "brier": metrics.brier_items(n, pred.p),
+            "position_bias": np.nan if pred.first is None else pred.first - 0.5,
+        }
+    )
+
+
+def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Item indices per resample, drawn exactly as metrics.bootstrap draws them."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, n_items, n_items) for _ in range(n_resamples)])
+
+
+def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[float, float, float]:
+    if np.isnan(resampled).all():
+        return estimate, np.nan, np.nan
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.nanpercentile(resampled, [tail, 100.0 - tail])
+    return float(estimate), float(low), float(high)
+
+
+def _per_metric(counts: np.ndarray, pred: Predictions, idx: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """Each metric's estimate and its value on every resample."""
+    values = item_metrics(counts, pred)
+    out = {}
+    for name in METRICS:
+        if name == "ece":
+            estimate = metrics.ece(counts, pred.p)
+            resampled = np.array([metrics.ece(counts[i], pred.p[i]) for i in idx])
+        else:
+            column = values[name].to_numpy()
+            if np.isnan(column).all():
+                continue
+            estimate = float(np.nanmean(column))
+            with warnings.catch_warnings():  # a resample with only tied items has no accuracy
+                warnings.simplefilter("ignore", RuntimeWarning)
+                resampled = np.nanmean(column[idx], axis=1)
+        out[name] = (estimate, resampled)
+    return out
+
+
+def metric_table(
+    counts: object, preds: list[Predictions], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """One row per (system, metric): estimate and percentile bootstrap interval over items."""
+    n = as_counts(counts)
+    idx = resample_indices(len(n), n_resamples, seed)
+    rows = []
+    for pred in preds:
+        for name, (estimate, resampled) in _per_metric(n, pred, idx).items():
+            est, low, high = _interval(estimate, resampled, level)
+            rows.append(_row(pred.label, name, est, low, high, len(n), pred))
+    return pd.DataFrame(rows)
+
+
+def _row(system: str, name: str, est: float, low: float, high: float, n_items: int, pred: Predictions) -> dict:
+    return {
+        "system": system,
+        "metric": name,
+        "estimate": est,
+        "low": low,
+        "high": high,
+        "items": n_items,
+        "c": float(np.nanmedian(pred.c)) if name == "dirichlet" else np.nan,
+        "T": float(np.nanmedian(pred.t)) if name == "calibrated_xent" else np.nan,
+        "calibration": pred.calibration if name in ("dirichlet", "calibrated_xent") else "",
+    }
+
+
+def paired_differences(
+    counts: object, a: Predictions, b: Predictions, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
+    """metric(a) − metric(b) per metric, both systems scored on the same resampled items."""
+    n = as_counts(counts)
+    idx = resample_indices(len(n), n_resamples, seed)
+    ma, mb = _per_metric(n, a, idx), _per_metric(n, b, idx)
+    rows = []
+    for name in METRICS:
+        if name in ma and name in mb:
+            est, low, high = _interval(ma[name][0] - mb[name][0], ma[name][1] - mb[name][1], level)
+            better = METRICS[name][1]
+            rows.append(
+                {
+                    "metric": name,
+                    "difference": est,
+                    "low": low,
+                    "high": high,
+                    "favours": _favours(low, high, better, a.label, b.label),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _favours(low: float, high: float, lower_is_better: bool, a: str, b: str) -> str:
+    if np.isnan(low) or low <= 0 <= high:
+        return "neither (interval covers 0)"
+    a_lower = high < 0
+    return a if a_lower == lower_is_better else b
+
+
+def references(counts: object, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Uniform, class prior and BEST soft xent, recomputed on these items."""
+    ref = metrics.reference_scores(counts, n_draws=n_draws, seed=seed)
+    return pd.DataFrame(
+        {
+            "reference": ["uniform", "class prior", "BEST"],
+            "xent": [ref.uniform_xent, ref.class_prior_xent, ref.best_xent],
+        }
+    )
+
+
+def reliability(counts: object, preds: list[Predictions], n_bins: int = 10) -> pd.DataFrame:
+    """The reliability diagram's points per system (the ECE's bins)."""
+    frames = []
+    for pred in preds:
+        bins = metrics.reliability_bins(counts, pred.p, n_bins)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "system": pred.label,
+                    "bin_low": bins.edges[:-1],
+                    "bin_high": bins.edges[1:],
+                    "items": bins.count,
+                    "confidence": bins.confidence,
+                    "observed": bins.observed,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def disagreements(counts: object, item_ids: object, preds: list[Predictions]) -> pd.DataFrame:
+    """Per item: each system's total variation from the humans, and between every two systems."""
+    y = shares(counts)
+    out = pd.DataFrame({"item_id": list(item_ids)})
+    for pred in preds:
+        out[f"TV humans vs {pred.label}"] = metrics.total_variation(y, pred.p)
+    for i, a in enumerate(preds):
+        for b in preds[i + 1 :]:
+            out[f"TV {a.label} vs {b.label}"] = metrics.total_variation(a.p, b.p)
+    return out

@@ -1,0 +1,137 @@
+"""Evaluate systems on a selection of items from the store: what Compare shows and `reproduce` reports.
+
+Loads each system's stored probabilities, keeps the items every system has scored, sets each system's
+c and T* (fitted on a calibration split, or cross-fitted on the compared items), and computes the
+metric table, references, human ceiling, reliability and per-item disagreements through ethdash.compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ethdash import browse, catalog, compare
+from ethdash.scored import Aligned, System, align, probabilities, training_overlap
+from ethdash.store import Store
+
+CROSS_FIT = None  # calibration: cross-fitted on the compared items
+
+
+@dataclass
+class Evaluation:
+    systems: list[System]
+    aligned: Aligned
+    predictions: list[compare.Predictions]  # one per system, then the human ceiling where there is one
+    coverage: pd.DataFrame  # system, scored, items
+    overlap: dict[str, int]  # adapter label → evaluated items it was trained on
+    calibration: dict[str, str] = field(default_factory=dict)  # label → where c and T* come from
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.aligned.counts
+
+    def table(self, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        return compare.metric_table(self.counts, self.predictions, n_resamples, seed)
+
+    def references(self, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
+        return compare.references(self.counts, n_draws, seed)
+
+    def paired(self, a: str, b: str, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        by_label = {p.label: p for p in self.predictions}
+        return compare.paired_differences(self.counts, by_label[a], by_label[b], n_resamples, seed)
+
+    def model_predictions(self) -> list[compare.Predictions]:
+        return [p for p in self.predictions if p.label != compare.HUMAN_CEILING]
+
+
+def evaluate(
+    store: Store,
+    systems: list[System],
+    dataset: str,
+    split: str | None,
+    view: str,
+    options: tuple[str, ...],
+    filters: browse.Filters | None = None,
+    calibration_split: str | None = CROSS_FIT,
+    backend: str = "local",
+    fits: dict[str, tuple[float, float]] | None = None,
+) -> Evaluation:
+    """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
+    calibration_split, which wins over cross-fitting."""
+    with store.connect():  # one unit of work for every read
+        table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, backend)
+        aligned = align(table, per_system)
+        overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
+        cal_fits = dict(fits or {})
+        if calibration_split is not None:
+            for system in systems:
+                if system.label not in cal_fits:
+                    fit = fit_on_split(store, system, dataset, calibration_split, view, options, backend)
+                    if fit is not None:
+                        cal_fits[system.label] = fit
+    predictions, sources = [], {}
+    counts = aligned.counts
+    for system in systems:
+        p, first = aligned.p(system.label), aligned.first(system.label)
+        if system.label in cal_fits:
+            c, t = cal_fits[system.label]
+            source = "given" if fits and system.label in fits else f"fitted on {calibration_split}"
+            predictions.append(compare.with_fit(system.label, p, c, t, first, source))
+        else:
+            predictions.append(compare.cross_fitted(system.label, counts, p, first))
+        sources[system.label] = predictions[-1].calibration
+    ceiling = human_ceiling(aligned)
+    if ceiling is not None:
+        predictions.append(ceiling)
+    return Evaluation(systems, aligned, predictions, coverage, overlap, sources)
+
+
+def load(
+    store: Store,
+    systems: list[System],
+    dataset: str,
+    split: str | None,
+    view: str,
+    options: tuple[str, ...],
+    filters: browse.Filters | None = None,
+    backend: str = "local",
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
+    """(the selected items, each system's per-item probabilities on them, coverage per system)."""
+    with store.connect():
+        table = browse.item_table(store, dataset, split, view, options)
+        if filters is not None and not table.empty:
+            table = browse.apply_filters(table, filters)
+        keys = set(zip(table["split"], table["item_id"])) if not table.empty else set()
+        per_system, coverage = {}, []
+        for system in systems:
+            _, probs = probabilities(store, system, dataset, split, backend)
+            probs = probs[[k in keys for k in zip(probs["split"], probs["item_id"])]]
+            per_system[system.label] = probs
+            coverage.append({"system": system.label, "scored": len(probs), "items": len(table)})
+    return table, per_system, pd.DataFrame(coverage)
+
+
+def human_ceiling(aligned: Aligned) -> compare.Predictions | None:
+    """The second human sample as a system, on the items that have one (None if no item has)."""
+    if len(aligned.items) == 0 or aligned.items["second_counts"].isna().any():
+        return None
+    second = catalog.counts_matrix(aligned.items, "second_counts")
+    return compare.cross_fitted(compare.HUMAN_CEILING, aligned.counts, compare.human_ceiling(second))
+
+
+def fit_on_split(
+    store: Store, system: System, dataset: str, split: str, view: str, options: tuple[str, ...], backend: str
+) -> tuple[float, float] | None:
+    """(c, T*) fitted on another split's scored items; None when the system has scored none there."""
+    table = browse.item_table(store, dataset, split, view, options)
+    if table.empty:
+        return None
+    _, probs = probabilities(store, system, dataset, split, backend)
+    if probs.empty:
+        return None
+    aligned = align(table, {system.label: probs})
+    if len(aligned.items) < 2:
+        return None
+    return compare.fitted(aligned.counts, aligned.p(system.label))

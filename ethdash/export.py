@@ -1,0 +1,176 @@
+"""Figures and tables for papers: PNG (print resolution), SVG and PDF; CSV, Parquet and LaTeX (booktabs).
+
+Every export writes a manifest beside its files: what was compared (model, adapters with their content
+hashes, template with its hash, dataset, split, a checksum of the items' contents), the ethdash
+version and commit, and the date. Plotly's static export (kaleido) drives a Chromium binary: the system's
+(`BROWSER_PATH`, else `chromium` on PATH), never a downloaded one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from ethdash import adapters, templates
+from ethdash.errors import EthdashError
+from ethdash.figures import publication_style
+from ethdash.store import Store
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+TABLE_FORMATS = ("csv", "parquet", "tex")
+# One column of a two-column paper is about 3.5 in: 560 px at scale 3.75 is 2,100 px, 600 dpi there.
+FIGURE_WIDTH, FIGURE_HEIGHT, PNG_SCALE = 560, 400, 3.75
+_kaleido_lock = threading.Lock()
+_kaleido_started = False
+
+
+def browser_path() -> str:
+    """The Chromium binary for static export, or a clear error saying what to install."""
+    explicit = os.environ.get("BROWSER_PATH")
+    if explicit:
+        if not Path(explicit).is_file():
+            raise EthdashError(f"BROWSER_PATH is {explicit}, which does not exist: point it at a Chromium binary")
+        return explicit
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise EthdashError(
+        "figure export needs a Chromium browser and none was found: install it (Debian/Ubuntu: "
+        "`sudo apt-get install chromium`, or `make browser`) or set BROWSER_PATH to a Chrome/Chromium binary"
+    )
+
+
+def _ensure_kaleido() -> None:
+    """One headless browser per process, started on first use (starting one per figure costs seconds)."""
+    global _kaleido_started
+    os.environ["BROWSER_PATH"] = browser_path()
+    if not _kaleido_started:
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)
+        _kaleido_started = True
+
+
+def figure_bytes(fig: go.Figure, fmt: str) -> bytes:
+    if fmt not in FIGURE_FORMATS:
+        raise EthdashError(f"figure format is one of {', '.join(FIGURE_FORMATS)}, not '{fmt}'")
+    styled = publication_style(fig)
+    with _kaleido_lock:
+        _ensure_kaleido()
+        return styled.to_image(
+            format=fmt, width=FIGURE_WIDTH, height=FIGURE_HEIGHT, scale=PNG_SCALE if fmt == "png" else 1
+        )
+
+
+def latex_table(frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> str:
+    """A booktabs table (\\toprule, \\midrule, \\bottomrule); text cells are escaped for LaTeX."""
+    styler = frame.style.hide(axis="index").format(precision=3, escape="latex", na_rep="--")
+    styler = styler.format_index(escape="latex", axis=1)
+    return styler.to_latex(hrules=True, caption=caption or None, position_float="centering")
+
+
+def table_bytes(frame: pd.DataFrame, fmt: str, caption: str = "") -> bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    if fmt == "parquet":
+        return frame.to_parquet(index=False)
+    if fmt == "tex":
+        return latex_table(frame, caption).encode()
+    raise EthdashError(f"table format is one of {', '.join(TABLE_FORMATS)}, not '{fmt}'")
+
+
+def data_checksum(items: pd.DataFrame) -> str:
+    """sha256 over the sorted (split, id, content hash) of the items in the export."""
+    digest = hashlib.sha256()
+    for split, item_id, content in sorted(zip(items["split"], items["item_id"], items["content_hash"])):
+        digest.update(f"{split}\t{item_id}\t{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def manifest(
+    store: Store,
+    *,
+    model: str,
+    adapter_names: list[str],
+    template: str | None,
+    dataset: str,
+    split: str | None,
+    items: pd.DataFrame,
+    what: str,
+    extra: dict | None = None,
+) -> dict:
+    tpl = templates.get(template) if template else None
+    return {
+        "what": what,
+        "model": model,
+        "adapters": {name: adapters.get(store, name).content_hash for name in adapter_names},
+        "template": {"name": tpl.name, "hash": tpl.content_hash} if tpl else None,
+        "dataset": dataset,
+        "split": split or "all splits",
+        "items": len(items),
+        "data_checksum": data_checksum(items),
+        "ethdash_version": version("ethdash"),
+        "ethdash_commit": _commit(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def export_folder(root: Path, stem: str) -> Path:
+    """A new folder for one export, named by date and a fixed stem (never by user text)."""
+    if not stem.replace("-", "").replace("_", "").isalnum():
+        raise EthdashError(f"export name '{stem}' is not allowed: letters, digits, - and _")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    folder = root / f"{stamp}-{stem}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write_figure(fig: go.Figure, folder: Path, stem: str, meta: dict) -> list[Path]:
+    """The figure in every format, and its manifest, into folder."""
+    paths = []
+    for fmt in FIGURE_FORMATS:
+        path = folder / f"{stem}.{fmt}"
+        path.write_bytes(figure_bytes(fig, fmt))
+        paths.append(path)
+    return [*paths, _write_manifest(folder, stem, meta, paths)]
+
+
+def write_table(frame: pd.DataFrame, folder: Path, stem: str, meta: dict, caption: str = "") -> list[Path]:
+    paths = []
+    for fmt in TABLE_FORMATS:
+        path = folder / f"{stem}.{fmt}"
+        path.write_bytes(table_bytes(frame, fmt, caption))
+        paths.append(path)
+    return [*paths, _write_manifest(folder, stem, meta, paths)]
+
+
+def _write_manifest(folder: Path, stem: str, meta: dict, paths: list[Path]) -> Path:
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    path = folder / f"{stem}.manifest.json"
+    path.write_text(json.dumps({**meta, "files": files}, indent=2))
+    return path

@@ -1,0 +1,111 @@
+"""A system's stored probabilities over a selection of items, aligned for comparison.
+
+A system is (model, adapter or base, template); its scores are looked up by their full keys, so a
+changed adapter folder, template or weight file never reuses old numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ethdash import adapters, catalog, orders, scoring
+from ethdash.store import Store
+
+
+@dataclass(frozen=True)
+class System:
+    """What produces a distribution: a model, with an adapter or not, asked through a template."""
+
+    model: str
+    adapter: str | None
+    template: str
+
+    @property
+    def label(self) -> str:
+        return self.adapter or f"{self.model} (base)"
+
+    def job(self, dataset: str, split: str | None, backend: str = "local", item_ids=None) -> scoring.Job:
+        return scoring.Job(self.model, self.template, dataset, split, self.adapter, backend=backend, item_ids=item_ids)
+
+
+def per_item(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per item from stored scores: p in vote order (orders averaged for dilemmas), P(first-listed)
+    for dilemmas, mean outside mass. Dilemmas scored in only one order are left out: not comparable."""
+    columns = ["split", "item_id", "p", "first", "outside_mass"]
+    if scores.empty:
+        return pd.DataFrame(columns=columns)
+    if set(scores["item_order"]) <= {"-"}:
+        out = scores[["split", "item_id", "outside_mass"]].copy()
+        out["p"] = [np.asarray(v, dtype=float) for v in scores["probs"]]
+        out["first"] = np.nan
+        return out[columns].reset_index(drop=True)
+    ab = scores[scores["item_order"] == "ab"].set_index(["split", "item_id"])
+    ba = scores[scores["item_order"] == "ba"].set_index(["split", "item_id"])
+    both = ab.index.intersection(ba.index)
+    p_ab = np.stack([np.asarray(v, dtype=float) for v in ab.loc[both, "probs"]]) if len(both) else np.empty((0, 2))
+    p_ba = np.stack([np.asarray(v, dtype=float) for v in ba.loc[both, "probs"]]) if len(both) else np.empty((0, 2))
+    out = pd.DataFrame(
+        {
+            "split": both.get_level_values(0),
+            "item_id": both.get_level_values(1),
+            "p": list(orders.combine(p_ab, p_ba)),
+            "first": 0.5 * (p_ab[:, 0] + p_ba[:, 1]),
+            "outside_mass": 0.5 * (ab.loc[both, "outside_mass"].to_numpy() + ba.loc[both, "outside_mass"].to_numpy()),
+        }
+    )
+    return out[columns]
+
+
+def probabilities(
+    store: Store, system: System, dataset: str, split: str | None, backend: str = "local"
+) -> tuple[int, pd.DataFrame]:
+    """(items in the selection, per-item probabilities of those already scored)."""
+    plan, scores = scoring.stored(store, system.job(dataset, split, backend))
+    return len(plan.items), per_item(scores)
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """The items every chosen system has scored, in one order: votes and each system's probabilities."""
+
+    items: pd.DataFrame  # the item table's rows
+    probs: dict[str, pd.DataFrame]  # label → per_item rows, aligned with items
+
+    @property
+    def counts(self) -> np.ndarray:
+        return catalog.counts_matrix(self.items)
+
+    def p(self, label: str) -> np.ndarray:
+        return np.stack(self.probs[label]["p"].to_numpy())
+
+    def first(self, label: str) -> np.ndarray | None:
+        first = self.probs[label]["first"].to_numpy(dtype=float)
+        return None if np.isnan(first).all() else first
+
+
+def align(items: pd.DataFrame, probs: dict[str, pd.DataFrame]) -> Aligned:
+    keys = items.set_index(["split", "item_id"]).index
+    for frame in probs.values():
+        keys = keys.intersection(frame.set_index(["split", "item_id"]).index, sort=False)
+    chosen = items.set_index(["split", "item_id"]).loc[keys].reset_index()
+    aligned = {label: frame.set_index(["split", "item_id"]).loc[keys].reset_index() for label, frame in probs.items()}
+    return Aligned(chosen, aligned)
+
+
+def training_overlap(store: Store, adapter: str, dataset: str, items: pd.DataFrame) -> int:
+    """How many of these items the adapter's fine-tune run trained on (its held-out part included)."""
+    meta = adapters.meta(store, adapter)
+    config = meta.get("config")
+    if not config or config.get("dataset") != dataset:
+        return 0
+    from ethdash import templates
+    from ethdash.finetune.config import RunConfig
+    from ethdash.finetune.data import select_items
+
+    run_config = RunConfig.from_dict(config)
+    trained = select_items(store, run_config, templates.get(run_config.template))
+    seen = set(zip(trained["split"], trained["item_id"]))
+    return int(sum((s, i) in seen for s, i in zip(items["split"], items["item_id"])))

@@ -1,0 +1,120 @@
+"""Streamlit pieces shared by the pages: the sidebar's choices, the in-process model, export buttons.
+
+The only library module that imports streamlit; the pages arrange widgets around the library.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ethdash import export, models, scoring, settings
+from ethdash.errors import EthdashError
+from ethdash.scored import System
+from ethdash.store import Store
+
+
+def selection() -> dict:
+    return st.session_state["selection"]
+
+
+def systems() -> list[System]:
+    """Base model and the chosen adapters, through the chosen template (none without a template)."""
+    choice = st.session_state["systems"]
+    if not choice["template"]:
+        return []
+    return [System(choice["model"], adapter, choice["template"]) for adapter in (None, *choice["adapters"])]
+
+
+def server() -> str | None:
+    return st.session_state["systems"]["server"]
+
+
+def backend() -> str:
+    return "vllm" if server() else "local"
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def local_backend(model: str):
+    """One loaded model per app process, shared by sessions; the lock serialises adapter switching."""
+    from ethdash.backends.local import LocalScorer
+    from ethdash.prompting import Prompter
+
+    spec = models.get(model)
+    return LocalScorer(spec), Prompter(spec), threading.Lock()
+
+
+def ensure_scored(system: System, dataset: str, split: str, item_ids: tuple[str, ...]) -> pd.DataFrame | None:
+    """The system's stored scores for these items, computed first (with a spinner) when missing."""
+    from ethdash.backends.factory import make_scorer
+
+    job = system.job(dataset, split, backend(), item_ids)
+    store = Store()
+    try:
+        plan, scores = scoring.stored(store, job)
+        if plan.todo:
+            with st.spinner(f"Scoring with {system.label}…"):
+                if server():
+                    make, make_prompter, _ = make_scorer(store, job, server())
+                    scoring.run(store, plan, make(), make_prompter())
+                else:
+                    scorer, prompter, lock = local_backend(system.model)
+                    with lock:
+                        scoring.run(store, plan, scorer, prompter)
+            plan, scores = scoring.stored(store, job)
+    except EthdashError as exc:
+        st.error(f"{system.label}: {exc}")
+        return None
+    return scores
+
+
+def manifest(items: pd.DataFrame, what: str, extra: dict | None = None) -> dict:
+    """The export manifest of the current sidebar choice over these items."""
+    choice, sel = st.session_state["systems"], selection()
+    return export.manifest(
+        Store(),
+        model=choice["model"],
+        adapter_names=list(choice["adapters"]),
+        template=choice["template"],
+        dataset=sel["dataset"],
+        split=sel["split"],
+        items=items,
+        what=what,
+        extra={"backend": backend(), **(extra or {})},
+    )
+
+
+def exports_root() -> Path:
+    return settings.home_dir() / "exports"
+
+
+def export_figure(fig: go.Figure, stem: str, meta: dict, key: str) -> None:
+    """A button that writes the figure as PNG, SVG and PDF with its manifest, then offers the files."""
+    _export(key, stem, lambda folder: export.write_figure(fig, folder, stem, meta), "figure")
+
+
+def export_table(frame: pd.DataFrame, stem: str, meta: dict, key: str, caption: str = "") -> None:
+    _export(key, stem, lambda folder: export.write_table(frame, folder, stem, meta, caption), "table")
+
+
+def _export(key: str, stem: str, write, what: str) -> None:
+    with st.expander(f"Export this {what}"):
+        if st.button(f"Write {what} files", key=f"{key}_write"):
+            try:
+                with st.spinner("Exporting…"):
+                    folder = export.export_folder(exports_root(), stem)
+                    st.session_state[f"{key}_files"] = [str(p) for p in write(folder)]
+            except EthdashError as exc:
+                st.error(str(exc))
+        files = st.session_state.get(f"{key}_files", [])
+        if files:
+            st.caption(f"Written to `{Path(files[0]).parent}`")
+            columns = st.columns(len(files))
+            for column, name in zip(columns, files):
+                path = Path(name)
+                label = "manifest" if path.name.endswith(".manifest.json") else path.suffix.lstrip(".")
+                column.download_button(label, path.read_bytes(), path.name, key=name)
