@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import threading
+import warnings
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -68,9 +69,11 @@ def figure_bytes(fig: go.Figure, fmt: str) -> bytes:
     styled = publication_style(fig)
     with _kaleido_lock:
         _ensure_kaleido()
-        return styled.to_image(
-            format=fmt, width=FIGURE_WIDTH, height=FIGURE_HEIGHT, scale=PNG_SCALE if fmt == "png" else 1
-        )
+        with warnings.catch_warnings():  # plotly warns that a running kaleido server ignores its defaults
+            warnings.simplefilter("ignore", UserWarning)
+            return styled.to_image(
+                format=fmt, width=FIGURE_WIDTH, height=FIGURE_HEIGHT, scale=PNG_SCALE if fmt == "png" else 1
+            )
 
 
 def latex_table(frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> str:

@@ -81,7 +81,7 @@ def coverage_panel() -> None:
     if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
         for system in todo:
             background.start_scoring(system, selection["dataset"], selection["split"], ui.server())
-        st.rerun(scope="fragment")
+        st.caption(f"Started {len(todo)} background scoring jobs; progress shows here.")
     if st.session_state.get("c_seen_scores") != tuple(coverage["scored"]):
         st.session_state["c_seen_scores"] = tuple(coverage["scored"])
 
