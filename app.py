@@ -23,12 +23,10 @@ params = st.query_params
 
 def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
     """A sidebar select box whose value lives in the URL, so that a link reopens the same view."""
-    key = f"sidebar_{param}"
-    # The URL seeds the widget once; after that the widget's own state leads and the URL follows.
-    if st.session_state.get(key) not in options:
-        wanted = params.get(param)
-        st.session_state[key] = wanted if wanted in options else options[0]
-    value = st.sidebar.selectbox(label, options, key=key, **kwargs)
+    # The URL seeds the widget; the widget's value is written back to the URL, so the two stay equal.
+    wanted = params.get(param)
+    index = options.index(wanted) if wanted in options else 0
+    value = st.sidebar.selectbox(label, options, index=index, key=f"sidebar_{param}", **kwargs)
     if params.get(param) != value:
         params[param] = value
     return value
@@ -91,9 +89,9 @@ st.session_state["selection"] = {
 }
 page = st.navigation(
     [
-        st.Page("pages/browse.py", title="Browse", icon="🔎", default=True),
-        st.Page("pages/compare.py", title="Compare", icon="📊"),
-        st.Page("pages/finetune.py", title="Fine-tune", icon="🛠️"),
+        st.Page("views/browse.py", title="Browse", icon="🔎", default=True),
+        st.Page("views/compare.py", title="Compare", icon="📊"),
+        st.Page("views/finetune.py", title="Fine-tune", icon="🛠️"),
     ]
 )
 page.run()

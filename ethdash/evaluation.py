@@ -72,6 +72,8 @@ def evaluate(
                     if fit is not None:
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
+    if len(aligned.items) == 0:
+        return Evaluation(systems, aligned, predictions, coverage, overlap, sources)
     counts = aligned.counts
     for system in systems:
         p, first = aligned.p(system.label), aligned.first(system.label)
@@ -107,7 +109,8 @@ def load(
         per_system, coverage = {}, []
         for system in systems:
             _, probs = probabilities(store, system, dataset, split, backend)
-            probs = probs[[k in keys for k in zip(probs["split"], probs["item_id"])]]
+            inside = np.array([k in keys for k in zip(probs["split"], probs["item_id"])], dtype=bool)
+            probs = probs.loc[inside] if len(probs) else probs
             per_system[system.label] = probs
             coverage.append({"system": system.label, "scored": len(probs), "items": len(table)})
     return table, per_system, pd.DataFrame(coverage)

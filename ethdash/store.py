@@ -51,9 +51,10 @@ def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDB
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
+        if not _instance_lock.acquire(timeout=max(deadline - time.monotonic(), 0.1)):
+            raise StoreBusyError(f"the store {path} could not be opened within {timeout_s:.0f} s")
         try:
-            with _instance_lock:
-                return duckdb.connect(str(path))
+            return duckdb.connect(str(path))
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise
@@ -62,8 +63,10 @@ def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDB
                     f"the store {path} stayed locked by another process for {timeout_s:.0f} s; "
                     "try again when it has finished (or raise ETHDASH_LOCK_TIMEOUT)"
                 ) from exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+        finally:
+            _instance_lock.release()  # before sleeping: this process's other threads may close their units
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.5)
 
 
 class Store:

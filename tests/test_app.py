@@ -215,7 +215,7 @@ def test_a_person_sees_the_items_and_the_text_stays_text(running_app, store, tmp
         page.get_by_text("Human vote split").wait_for(timeout=20_000)  # the chart rendered
         page.screenshot(path=str(tmp_path / "hostile.png"))
 
-        page.goto(f"{url}/?dataset=dilemmas&split=demo")
+        page.goto(f"{url}/?dataset=dilemmas&split=demo&annotator=Ada")
         page.get_by_text("Item 1 of 24").wait_for(timeout=60_000)
         page.get_by_role("button", name="Next ▶").click()
         page.get_by_text("Item 2 of 24").wait_for(timeout=20_000)
@@ -225,3 +225,61 @@ def test_a_person_sees_the_items_and_the_text_stays_text(running_app, store, tmp
         page.get_by_text("12 of 12 items").wait_for(timeout=30_000)
         assert "dataset=anecdotes" in page.url
         browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.model
+def test_a_researcher_filters_reads_annotates_and_compares(running_app, store, tmp_path):
+    """The daily path in a real browser: filter, open an item, see humans beside the model, annotate,
+    open Compare. Screenshots go to the test's folder."""
+    from playwright.sync_api import sync_playwright
+
+    from ethdash import annotations
+
+    _, url = running_app
+    import_paths(store, [demo_dir()])
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(f"{url}/?dataset=dilemmas&split=demo&annotator=Ada")
+        page.get_by_text("24 of 24 items").wait_for(timeout=60_000)
+        page.get_by_placeholder("words in the title, text or actions").fill("my")
+        page.keyboard.press("Enter")
+        matching = sum(
+            1 for line in (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines() if "my" in line.lower()
+        )
+        page.get_by_text(f"{matching} of 24 items").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Next ▶").click()
+        page.get_by_text(f"Item 2 of {matching}").wait_for(timeout=30_000)
+        page.get_by_text("Human vote split and model probabilities").wait_for(timeout=120_000)
+        page.get_by_text(f"{models_label()}").first.wait_for(timeout=30_000)  # the system table
+        page.screenshot(path=str(shots / "browse.png"), full_page=True)
+        item_id = page.url.split("item=")[1].split("&")[0]
+
+        page.get_by_label("Note").fill("read in the browser test")
+        page.get_by_role("button", name="Save annotation").click()
+        page.get_by_text("Saved for Ada.").wait_for(timeout=30_000)
+        saved = annotations.current(store, "dilemmas")
+        assert list(saved["item_id"]) == [item_id] and saved["note"][0] == "read in the browser test"
+
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_text("Coverage").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Score the missing items in the background (1 systems)").click()
+        page.get_by_text("Metrics", exact=True).wait_for(timeout=300_000)  # the page follows the background job
+        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        browser.close()
+    assert (shots / "browse.png").stat().st_size > 10_000 and (shots / "compare.png").stat().st_size > 10_000
+
+
+def settle(page) -> None:
+    """Wait until the app's script run is over (its status widget gone) before the next interaction."""
+    page.wait_for_timeout(500)
+    page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=120_000)
+
+
+def models_label() -> str:
+    from ethdash.models import DEFAULT_MODEL
+
+    return f"{DEFAULT_MODEL} (base)"

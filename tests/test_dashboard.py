@@ -93,7 +93,7 @@ def compare_page(adapters_param: str = "tuned", split: str = "dev"):
     at.query_params["split"] = split
     at.query_params["adapters"] = adapters_param
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -225,7 +225,7 @@ def test_missing_scores_are_computed_in_the_background(store):
     at = app_test()
     at.query_params["dataset"] = "dilemmas"
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception
     assert list(frame_with(at, "scored")["scored"]) == [1]  # the item Browse opened, scored on demand
     at.button(key="c_score").click().run()
@@ -249,7 +249,7 @@ def test_a_run_started_from_the_form_finishes_and_its_adapter_can_be_chosen(stor
     at = app_test()
     at.query_params["dataset"] = "dilemmas"
     at.run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("views/finetune.py").run()
     at.text_input(key="ft_name").set_value("from-form")
     at.number_input(key="ft_limit").set_value(8)
     at.number_input(key="ft_steps").set_value(2)

@@ -61,35 +61,39 @@ def coverage_now() -> pd.DataFrame:
     )[2]
 
 
+def running_jobs() -> list[dict]:
+    return [j for j in background.jobs() if j["running"] and j["dataset"] == selection["dataset"]]
+
+
 @st.fragment(run_every=3)
-def coverage_panel() -> None:
-    """Coverage and background scoring; refreshes itself while jobs run, the rest of the page stays put."""
-    coverage = coverage_now()
-    running = [j for j in background.jobs() if j["running"] and j["dataset"] == selection["dataset"]]
-    show = coverage.assign(share=coverage["scored"] / coverage["items"].clip(lower=1))
-    st.dataframe(
-        show,
-        hide_index=True,
-        key="coverage",
-        column_config={"share": st.column_config.ProgressColumn("coverage", min_value=0.0, max_value=1.0)},
-    )
-    missing = [s for s, row in zip(systems, coverage.itertuples()) if row.scored < row.items]
-    busy = {j["system"] for j in running}
+def job_progress() -> None:
+    """Progress of background scoring, from the jobs' logs (the store is left alone meanwhile); when the
+    last job ends, the whole page reruns once with the new scores."""
+    running = running_jobs()
     for job in running:
-        st.caption(f"⏳ scoring {job['system']} in the background: {job['last_line'] or 'starting…'}")
-    todo = [s for s in missing if s.label not in busy]
-    if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
-        for system in todo:
-            background.start_scoring(system, selection["dataset"], selection["split"], ui.server())
-        st.caption(f"Started {len(todo)} background scoring jobs; progress shows here.")
-    if st.session_state.get("c_seen_scores") != tuple(coverage["scored"]):
-        st.session_state["c_seen_scores"] = tuple(coverage["scored"])
+        st.caption(f"Scoring {job['system']} in the background: {job['last_line'] or 'starting…'}")
+    if st.session_state.get("c_jobs_running") and not running:
+        st.session_state["c_jobs_running"] = False
+        st.rerun()
+    st.session_state["c_jobs_running"] = bool(running)
 
 
 st.subheader("Coverage")
-coverage_panel()
-
-scored_counts = st.session_state.get("c_seen_scores", ())
+coverage = coverage_now()
+st.dataframe(
+    coverage.assign(share=coverage["scored"] / coverage["items"].clip(lower=1)),
+    hide_index=True,
+    key="coverage",
+    column_config={"share": st.column_config.ProgressColumn("coverage", min_value=0.0, max_value=1.0)},
+)
+busy = {j["system"] for j in running_jobs()}
+todo = [s for s, row in zip(systems, coverage.itertuples()) if row.scored < row.items and s.label not in busy]
+if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
+    for system in todo:
+        background.start_scoring(system, selection["dataset"], selection["split"], ui.server())
+    st.session_state["c_jobs_running"] = True
+job_progress()
+scored_counts = tuple(coverage["scored"])
 key = (
     tuple(s.label for s in systems),
     selection["dataset"],
@@ -181,7 +185,7 @@ st.caption("Click a point to open the item in Browse.")
 if clicked and clicked.selection.points:
     split, item_id = clicked.selection.points[0]["customdata"]
     st.query_params["item"] = item_id
-    st.switch_page("pages/browse.py")
+    st.switch_page("views/browse.py")
 ui.export_figure(
     scatter, "scatter", ui.manifest(items, "humans vs models scatter", {"option": option}), key="x_scatter"
 )
