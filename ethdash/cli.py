@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -510,6 +511,67 @@ def app(host: str, port: int) -> None:
     ]
     # Replace this process, so that signals (Ctrl-C, terminate) reach the server directly.
     os.execv(sys.executable, command)
+
+
+@main.command()
+@click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
+@click.option("--backend", type=click.Choice(["local", "vllm"]), default="local", show_default=True)
+@click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
+@click.option("--quick", is_flag=True, help="The quick profile: a subset, about 15 minutes on a 2-core CPU.")
+@click.option(
+    "--profile",
+    "profile_name",
+    type=click.Choice(["default", "quick", "smoke"]),
+    default=None,
+    help="default: all the real data; quick: a subset; smoke: a few items, to test the pipeline.",
+)
+@click.option("--seeds", default="0", show_default=True, help="Seeds of each fine-tune, e.g. 0,1,2.")
+@click.option("--qlora", is_flag=True, help="Fine-tune a 4-bit base (QLoRA; CUDA only).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--yes", is_flag=True, help="Start without asking, whatever the expected duration.")
+def reproduce(
+    model_name: str | None,
+    backend: str,
+    server: str | None,
+    quick: bool,
+    profile_name: str | None,
+    seeds: str,
+    qlora: bool,
+    out_dir: Path | None,
+    yes: bool,
+) -> None:
+    """Reproduce the study: references, base model, fine-tuned adapters, tables, figures and REPORT.md.
+
+    Resumable at every stage: scores and runs are cached, so a rerun continues where it stopped."""
+    from ethdash.reproduce.pipeline import Options, estimate, slug
+    from ethdash.reproduce.pipeline import reproduce as run_reproduction
+    from ethdash.reproduce.profiles import PROFILES
+    from ethdash.reproduce.report import write_report
+
+    if quick and profile_name not in (None, "quick"):
+        raise click.UsageError("--quick and --profile disagree")
+    profile = PROFILES[profile_name or ("quick" if quick else "default")]
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise click.UsageError(f"--seeds takes integers separated by commas, not '{seeds}'") from None
+    opts = Options(model_name or DEFAULT_MODEL, profile, backend, server, seed_list or (0,), qlora)
+    out = out_dir or settings.home_dir() / "reproduction" / f"{slug(opts.model)}-{profile.name}"
+    store = Store()
+    prompts, steps, seconds = estimate(store, opts)
+    click.echo(
+        f"profile {profile.name}: {profile.description}\n"
+        f"still to do: about {prompts} prompts to score and {steps} training steps; expected about "
+        f"{seconds / 60:.0f} min on a 2-core CPU with the embedded model (cached work is skipped)",
+        err=True,
+    )
+    if seconds > 3600 and not yes and sys.stdin.isatty():
+        click.confirm("Start? (it can be interrupted and resumed at any time)", abort=True, err=True)
+    started = time.monotonic()
+    results = run_reproduction(store, opts, out, say=lambda line: click.echo(line, err=True))
+    command = "ethdash reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ethdash reproduce"
+    (out / "REPORT.md").write_text(write_report(results, opts, command))
+    click.echo(f"report: {out / 'REPORT.md'} ({(time.monotonic() - started) / 60:.1f} min)")
 
 
 def _download_progress(source: str):

@@ -27,7 +27,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "accuracy": ("accuracy", False),
     "brier": ("Brier", True),
     "ece": ("ECE", True),
-    "position_bias": ("position bias", False),  # signed: 0 is best
+    "position_bias": ("position bias", True),  # signed, 0 is best: paired differences compare its size
 }
 HUMAN_CEILING = "humans (second sample)"
 
@@ -171,11 +171,14 @@ def paired_differences(
     rows = []
     for name in METRICS:
         if name in ma and name in mb:
-            est, low, high = _interval(ma[name][0] - mb[name][0], ma[name][1] - mb[name][1], level)
+            (ea, ra), (eb, rb) = ma[name], mb[name]
+            if name == "position_bias":  # signed, best at 0: compare its size
+                ea, ra, eb, rb = abs(ea), np.abs(ra), abs(eb), np.abs(rb)
+            est, low, high = _interval(ea - eb, ra - rb, level)
             better = METRICS[name][1]
             rows.append(
                 {
-                    "metric": name,
+                    "metric": "|position_bias|" if name == "position_bias" else name,
                     "difference": est,
                     "low": low,
                     "high": high,

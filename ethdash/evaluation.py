@@ -57,18 +57,20 @@ def evaluate(
     calibration_split: str | None = CROSS_FIT,
     backend: str = "local",
     fits: dict[str, tuple[float, float]] | None = None,
+    keep: set[tuple[str, str]] | None = None,
+    fits_source: str = "given",
 ) -> Evaluation:
     """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
     calibration_split, which wins over cross-fitting."""
     with store.connect():  # one unit of work for every read
-        table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, backend)
+        table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, backend, keep)
         aligned = align(table, per_system)
         overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
         cal_fits = dict(fits or {})
         if calibration_split is not None:
             for system in systems:
                 if system.label not in cal_fits:
-                    fit = fit_on_split(store, system, dataset, calibration_split, view, options, backend)
+                    fit = fit_on(store, system, dataset, calibration_split, view, options, backend)
                     if fit is not None:
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
@@ -79,7 +81,7 @@ def evaluate(
         p, first = aligned.p(system.label), aligned.first(system.label)
         if system.label in cal_fits:
             c, t = cal_fits[system.label]
-            source = "given" if fits and system.label in fits else f"fitted on {calibration_split}"
+            source = fits_source if fits and system.label in fits else f"fitted on {calibration_split}"
             predictions.append(compare.with_fit(system.label, p, c, t, first, source))
         else:
             predictions.append(compare.cross_fitted(system.label, counts, p, first))
@@ -99,12 +101,17 @@ def load(
     options: tuple[str, ...],
     filters: browse.Filters | None = None,
     backend: str = "local",
+    keep: set[tuple[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
-    """(the selected items, each system's per-item probabilities on them, coverage per system)."""
+    """(the selected items, each system's per-item probabilities on them, coverage per system).
+
+    keep: only these (split, item id), e.g. a seeded evaluation part."""
     with store.connect():
         table = browse.item_table(store, dataset, split, view, options)
         if filters is not None and not table.empty:
             table = browse.apply_filters(table, filters)
+        if keep is not None and not table.empty:
+            table = table[[k in keep for k in zip(table["split"], table["item_id"])]].reset_index(drop=True)
         keys = set(zip(table["split"], table["item_id"])) if not table.empty else set()
         per_system, coverage = {}, []
         for system in systems:
@@ -124,17 +131,20 @@ def human_ceiling(aligned: Aligned) -> compare.Predictions | None:
     return compare.cross_fitted(compare.HUMAN_CEILING, aligned.counts, compare.human_ceiling(second))
 
 
-def fit_on_split(
-    store: Store, system: System, dataset: str, split: str, view: str, options: tuple[str, ...], backend: str
+def fit_on(
+    store: Store,
+    system: System,
+    dataset: str,
+    split: str,
+    view: str,
+    options: tuple[str, ...],
+    backend: str = "local",
+    keep: set[tuple[str, str]] | None = None,
 ) -> tuple[float, float] | None:
-    """(c, T*) fitted on another split's scored items; None when the system has scored none there."""
-    table = browse.item_table(store, dataset, split, view, options)
-    if table.empty:
-        return None
-    _, probs = probabilities(store, system, dataset, split, backend)
-    if probs.empty:
-        return None
-    aligned = align(table, {system.label: probs})
+    """(c, T*) fitted on another split's scored items (or only `keep` of them); None when there are
+    fewer than two."""
+    table, probs, _ = load(store, [system], dataset, split, view, options, None, backend, keep)
+    aligned = align(table, probs)
     if len(aligned.items) < 2:
         return None
     return compare.fitted(aligned.counts, aligned.p(system.label))

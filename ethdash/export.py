@@ -101,7 +101,7 @@ def data_checksum(items: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _commit() -> str | None:
+def commit() -> str | None:
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None
@@ -137,7 +137,7 @@ def manifest(
         "items": len(items),
         "data_checksum": data_checksum(items),
         "ethdash_version": version("ethdash"),
-        "ethdash_commit": _commit(),
+        "ethdash_commit": commit(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }

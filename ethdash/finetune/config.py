@@ -33,6 +33,10 @@ class RunConfig:
     max_margin: float = 1.0
     order: str = "both"  # option orders of dilemmas used as training examples
     eval_split: str | None = None  # evaluation split: never used for training or selection
+    # Datasets without an evaluation split: a seeded fraction of the selected items is set aside for
+    # evaluation (never trained on or used for selection); the rest is the training data.
+    eval_fraction: float = 0.0
+    eval_seed: int = 0
     loss: str = "soft-xent"
     rank: int = 8
     alpha: float = 16.0
@@ -88,6 +92,7 @@ def validate(config: RunConfig, store: Store) -> int:
         (config.steps is None or config.steps >= 1, "steps must be at least 1"),
         (config.epochs is None or config.epochs > 0, "epochs must be positive"),
         (0.0 <= config.heldout_fraction < 1.0, "heldout_fraction is in [0, 1)"),
+        (0.0 <= config.eval_fraction < 1.0, "eval_fraction is in [0, 1)"),
         (0.0 <= config.dropout < 1.0, "dropout is in [0, 1)"),
         (config.order in ("both", *templates.ORDERS), "order is ab, ba or both"),
         (config.eval_every >= 1 and config.checkpoint_every >= 1, "eval_every and checkpoint_every are >= 1"),

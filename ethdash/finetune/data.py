@@ -23,7 +23,20 @@ def select_items(store: Store, config, template: Template) -> pd.DataFrame:
     if config.controversial is not None:
         keep &= frame["controversial"].to_numpy() == config.controversial
     frame = frame[keep].reset_index(drop=True)
+    frame, _ = evaluation_part(frame, config.eval_fraction, config.eval_seed)
     return frame.head(config.limit) if config.limit is not None else frame
+
+
+def evaluation_part(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, evaluation part): a seeded fraction of the items, in their original order, set aside for
+    evaluation where a dataset has no evaluation split. The same (items, fraction, seed) give the same parts."""
+    if fraction <= 0 or frame.empty:
+        return frame, frame.iloc[:0]
+    order = np.random.default_rng([seed, 2_0_8_0]).permutation(len(frame))
+    n_eval = max(1, int(round(len(frame) * fraction)))
+    chosen = np.zeros(len(frame), dtype=bool)
+    chosen[order[:n_eval]] = True
+    return frame[~chosen].reset_index(drop=True), frame[chosen].reset_index(drop=True)
 
 
 def heldout_split(n_items: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

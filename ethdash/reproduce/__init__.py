@@ -1,0 +1,1 @@
+"""`ethdash reproduce`: the study end to end, and its report."""
