@@ -349,6 +349,7 @@ def finetune() -> None:
 @click.option("--seed", type=int)
 @click.option("--seeds", help="Several seeds, e.g. 0,1,2: one run each, named NAME-s0, NAME-s1, ...")
 @click.option("--heldout-fraction", type=float)
+@click.option("--processes", type=int, help="Data-parallel processes, one per GPU (launched through torchrun).")
 @click.option("--eval-every", type=int)
 @click.option("--checkpoint-every", type=int)
 @click.option("--qlora", "quantize_4bit", is_flag=True, default=None, help="4-bit base model (CUDA only).")

@@ -161,3 +161,29 @@ def test_an_unknown_loss_in_a_config_file_is_refused(dilemmas, tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"loss": "hinge", "steps": 3}))
     result = run_cli("finetune", "start", "--name", "fromfile", "--config", str(tmp_path / "run.json"))
     assert result.returncode == 1 and "unknown loss 'hinge'" in result.stderr
+
+
+def test_two_data_parallel_processes_train_what_one_process_trains_with_accumulation(dilemmas):
+    """torchrun with 2 processes (gloo on CPU: the path a multi-GPU machine takes with NCCL), batch 4 each,
+    against one process with batch 4 and 2 accumulated micro-batches: the same data, the same averaged
+    gradients, so the same adapter."""
+    import torch
+    from safetensors.torch import load_file
+
+    common = dict(limit=12, loss="soft-xent", steps=3, batch_size=4, learning_rate=1e-3, heldout_fraction=0.25)
+    single = runs.start(RunConfig(name="single", grad_accum=2, **common), dilemmas)
+    assert wait_for(single)["state"] == "succeeded", single.log_tail()
+    parallel = runs.start(RunConfig(name="parallel", processes=2, **common), dilemmas)
+    status = wait_for(parallel)
+    assert status["state"] == "succeeded", parallel.log_tail(40)
+    assert status["processes"] == 2
+    a = load_file(single.adapter_dir / "adapter_model.safetensors")
+    b = load_file(parallel.adapter_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    moved = max(float((a[k] - 0).abs().max()) for k in a if "lora_B" in k)
+    assert moved > 0  # training moved the B matrices away from their zero start
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    losses = [[r["loss"] for r in run.metrics() if r["kind"] == "train"] for run in (single, parallel)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert {n for n, _, _ in adapters.all_adapters(dilemmas)} >= {"single", "parallel"}

@@ -135,8 +135,12 @@ def create(config: RunConfig, store: Store) -> Run:
 def launch(run: Run) -> int:
     """Start the run's own process, detached; returns its pid."""
     log = run.log_path.open("a")
+    worker = ["-m", "ethdash.finetune.worker", str(run.folder)]
+    processes = run.config().processes
+    if processes > 1:  # data parallel: torchrun starts one worker per process (per GPU)
+        worker = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *worker]
     process = subprocess.Popen(
-        [sys.executable, "-m", "ethdash.finetune.worker", str(run.folder)],
+        [sys.executable, *worker],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

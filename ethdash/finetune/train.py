@@ -4,6 +4,11 @@ LoRA (peft) on a registered model, float32 on the CPU (optionally a 4-bit base o
 Only the answer position's logits are computed. A seeded part of the training items is held out:
 evaluated periodically (soft xent, Dirichlet score, accuracy), it picks the checkpoint, and it is
 where c and T* are fitted. The evaluation split, if any, is never touched here.
+
+Data parallel: launched by torchrun (`processes` > 1 in the config), every process trains on its own
+micro-batches and DDP averages the gradients; process 0 alone evaluates, checkpoints, reports and
+registers. The micro-batch of (step, micro, rank) is the one a single process would take as micro-batch
+rank of grad_accum x processes, so the two ways train on the same data.
 """
 
 from __future__ import annotations
@@ -50,10 +55,17 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     per_step = config.batch_size * config.grad_accum
     total_steps = config.steps or math.ceil(config.epochs * len(train_examples) / per_step)
 
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    main = rank == 0
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     torch.manual_seed(config.seed)
     load_kwargs = {"dtype": getattr(torch, spec.dtype)}
-    if torch.cuda.is_available():  # one or more GPUs: the layers are spread over them
-        load_kwargs["device_map"] = "auto"
+    local_device = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    if torch.cuda.is_available():  # one process: the layers are spread over the GPUs; several: one GPU each
+        load_kwargs["device_map"] = local_device if world > 1 else "auto"
     if config.quantize_4bit:
         from transformers import BitsAndBytesConfig
 
@@ -61,7 +73,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             "quantization_config": BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
             ),
-            "device_map": "auto",
+            "device_map": local_device if world > 1 else "auto",
         }
     base = AutoModelForCausalLM.from_pretrained(models.weights_location(spec), **load_kwargs)
     device = next(base.parameters()).device
@@ -95,22 +107,38 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         scheduler.load_state_dict(state["scheduler"])
         random.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"])
-    run.write_status(
-        state="running",
-        step=start_step,
-        total_steps=total_steps,
-        train_examples=len(train_examples),
-        heldout_items=len(heldout_items),
-    )
+    if main:
+        run.write_status(
+            state="running",
+            step=start_step,
+            total_steps=total_steps,
+            train_examples=len(train_examples),
+            heldout_items=len(heldout_items),
+            processes=world,
+        )
 
     # torch.compile fuses the elementwise work; the first step compiles for minutes on a CPU.
     runner = torch.compile(model, dynamic=True) if config.compile else model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(runner)
 
     def forward_logits(batch: list[Example], grad: bool):
         ids, mask, positions = (t.to(device) for t in left_pad([e.prompt_ids for e in batch]))
         with torch.set_grad_enabled(grad):
-            out = runner(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            # Evaluation (process 0 alone) goes around DDP, whose forward would wait for the others.
+            net = runner if grad else model
+            out = net(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
         return out.logits[:, -1, :].float()
+
+    def agreed(value: float, op: str) -> float:
+        """The same value in every process (max or mean over them)."""
+        if world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        return float(tensor) / (world if op == "mean" else 1)
 
     def evaluate(step: int) -> dict:
         model.eval()
@@ -132,15 +160,17 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     step = start_step
     epoch_orders: dict[int, np.ndarray] = {}
     while step < total_steps:
-        if should_stop():
-            _checkpoint(run, model, optimizer, scheduler, step)
+        if agreed(float(should_stop()), "max"):  # every process stops at the same step
+            if main:
+                _checkpoint(run, model, optimizer, scheduler, step)
+            _leave(world)
             return "cancelled"
         step += 1
         started = time.perf_counter()
         optimizer.zero_grad()
         total_loss = 0.0
         for micro in range(config.grad_accum):
-            batch = _batch_for(step, micro, config, train_examples, epoch_orders)
+            batch = _batch_for(step, micro, config, train_examples, epoch_orders, world, rank)
             logits = forward_logits(batch, grad=True)
             counts = torch.tensor([e.answer_counts for e in batch], dtype=torch.float32, device=logits.device)
             loss = compute(config.loss, logits, answer_ids, counts) / config.grad_accum
@@ -150,6 +180,9 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
         optimizer.step()
         scheduler.step()
+        total_loss = agreed(total_loss, "mean")
+        if not main:
+            continue
         run.append_metrics(
             {
                 "kind": "train",
@@ -165,9 +198,19 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             evaluate(step)
         if evaluate_now or step % config.checkpoint_every == 0 or step == total_steps:
             _checkpoint(run, model, optimizer, scheduler, step)
-    final = _finish(run, store, config)
-    run.write_status(state="succeeded", step=step, final=final, message="finished")
+    if main:
+        final = _finish(run, store, config)
+        run.write_status(state="succeeded", step=step, final=final, message="finished")
+    _leave(world)
     return "succeeded"
+
+
+def _leave(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def heldout_metrics(items, probs: dict, template) -> dict:
@@ -199,12 +242,15 @@ def heldout_metrics(items, probs: dict, template) -> dict:
 BUCKET_BATCHES = 8  # batches drawn together and sorted by length, so that little compute goes to padding
 
 
-def _batch_for(step: int, micro: int, config, data: list[Example], epoch_orders: dict) -> list[Example]:
-    """The examples of one micro-batch, a pure function of (seed, step, micro): a resumed run sees the
-    same data. Examples follow a seeded permutation per epoch; each window of BUCKET_BATCHES batches is
-    sorted by prompt length, cut into batches, and those batches are taken in a seeded order."""
+def _batch_for(
+    step: int, micro: int, config, data: list[Example], epoch_orders: dict, world: int = 1, rank: int = 0
+) -> list[Example]:
+    """The examples of one micro-batch, a pure function of (seed, step, micro, rank): a resumed run sees
+    the same data, and `world` processes see what one process sees with world x grad_accum micro-batches.
+    Examples follow a seeded permutation per epoch; each window of BUCKET_BATCHES batches is sorted by
+    prompt length, cut into batches, and those batches are taken in a seeded order."""
     size = config.batch_size
-    index = (step - 1) * config.grad_accum + micro
+    index = ((step - 1) * config.grad_accum + micro) * world + rank
     window, slot = divmod(index, BUCKET_BATCHES)
     first = window * BUCKET_BATCHES * size
     members = []

@@ -16,8 +16,12 @@ def main(folder: str) -> int:
     from ethdash.store import Store
 
     run = Run(Path(folder))
-    me = psutil.Process()
-    run.write_status(state="running", pid=me.pid, pid_started=me.create_time(), message="starting")
+    import os
+
+    main_process = os.environ.get("RANK", "0") == "0"
+    if "WORLD_SIZE" not in os.environ:  # under torchrun, the recorded process stays torchrun (the group leader)
+        me = psutil.Process()
+        run.write_status(state="running", pid=me.pid, pid_started=me.create_time(), message="starting")
     stop = {"requested": False}
 
     def on_term(signum, frame):  # cancel: finish the step in progress, checkpoint, and stop
@@ -29,9 +33,10 @@ def main(folder: str) -> int:
         state = train(run, Store(), lambda: stop["requested"])
     except Exception as exc:  # noqa: BLE001 - every failure must end up in the status
         traceback.print_exc()
-        run.write_status(state="failed", message=f"{type(exc).__name__}: {exc}", log_tail=run.log_tail())
+        if main_process:
+            run.write_status(state="failed", message=f"{type(exc).__name__}: {exc}", log_tail=run.log_tail())
         return 1
-    if state == "cancelled":
+    if state == "cancelled" and main_process:
         run.write_status(state="cancelled", message="cancelled")
     return 0
 
