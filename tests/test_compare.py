@@ -130,3 +130,16 @@ def test_per_item_probabilities_average_the_two_orders():
     assert out["p"][0] == pytest.approx([0.7, 0.3])
     assert out["first"][0] == pytest.approx(0.5 * (0.8 + 0.4))  # ab: action 1 first; ba: action 2 first
     assert out["outside_mass"][0] == pytest.approx(0.2)
+
+
+def test_the_evaluation_part_is_seeded_disjoint_and_kept_out_of_training():
+    from ethdash.finetune.data import evaluation_part
+
+    frame = pd.DataFrame({"split": "sample", "item_id": [f"i{k}" for k in range(50)]})
+    rest, held = evaluation_part(frame, 0.2, seed=0)
+    again_rest, again_held = evaluation_part(frame, 0.2, seed=0)
+    assert len(held) == 10 and len(rest) == 40
+    assert set(held["item_id"]).isdisjoint(rest["item_id"])
+    assert list(held["item_id"]) == list(again_held["item_id"]) and list(rest["item_id"]) == list(again_rest["item_id"])
+    assert list(evaluation_part(frame, 0.2, seed=1)[1]["item_id"]) != list(held["item_id"])
+    assert evaluation_part(frame, 0.0, seed=0)[1].empty

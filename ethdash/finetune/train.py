@@ -13,6 +13,7 @@ rank of grad_accum x processes, so the two ways train on the same data.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -31,6 +32,7 @@ from ethdash.prompting import Prompter
 from ethdash.store import Store
 
 EVAL_TOKENS_PER_BATCH = 2048
+TRAIN_TOKENS_PER_PART = 2048  # padded tokens per forward and backward pass: bounds the activations kept
 
 
 def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
@@ -169,12 +171,21 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         started = time.perf_counter()
         optimizer.zero_grad()
         total_loss = 0.0
+        # Long prompts (anecdotes) go through in parts under a token budget, so that memory stays bounded;
+        # each part's mean loss is weighted by its share of the batch: the gradient is the whole batch's.
+        parts = []
         for micro in range(config.grad_accum):
             batch = _batch_for(step, micro, config, train_examples, epoch_orders, world, rank)
-            logits = forward_logits(batch, grad=True)
-            counts = torch.tensor([e.answer_counts for e in batch], dtype=torch.float32, device=logits.device)
-            loss = compute(config.loss, logits, answer_ids, counts) / config.grad_accum
-            loss.backward()
+            for indices in length_batches([len(e.prompt_ids) for e in batch], TRAIN_TOKENS_PER_PART):
+                parts.append(([batch[i] for i in indices], len(indices) / len(batch) / config.grad_accum))
+        for k, (part, weight) in enumerate(parts):
+            # DDP averages gradients once per step, on the last backward.
+            sync = contextlib.nullcontext() if world == 1 or k == len(parts) - 1 else runner.no_sync()
+            with sync:
+                logits = forward_logits(part, grad=True)
+                counts = torch.tensor([e.answer_counts for e in part], dtype=torch.float32, device=logits.device)
+                loss = compute(config.loss, logits, answer_ids, counts) * weight
+                loss.backward()
             total_loss += float(loss.detach())
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
