@@ -44,7 +44,7 @@ PROFILES = {
         anecdote_train_limit=None,
         anecdote_eval_limit=None,
         dilemma_steps=250,
-        anecdote_steps=100,
+        anecdote_steps=60,
     ),
     "quick": Profile(
         "quick",
