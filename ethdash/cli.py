@@ -530,6 +530,7 @@ def app(host: str, port: int) -> None:
 @click.option("--qlora", is_flag=True, help="Fine-tune a 4-bit base (QLoRA; CUDA only).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--yes", is_flag=True, help="Start without asking, whatever the expected duration.")
+@click.option("--note", default="", help="A sentence for the report's header, e.g. why a subset was run.")
 def reproduce(
     model_name: str | None,
     backend: str,
@@ -540,6 +541,7 @@ def reproduce(
     qlora: bool,
     out_dir: Path | None,
     yes: bool,
+    note: str,
 ) -> None:
     """Reproduce the study: references, base model, fine-tuned adapters, tables, figures and REPORT.md.
 
@@ -571,7 +573,7 @@ def reproduce(
     started = time.monotonic()
     results = run_reproduction(store, opts, out, say=lambda line: click.echo(line, err=True))
     command = "ethdash reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "ethdash reproduce"
-    (out / "REPORT.md").write_text(write_report(results, opts, command))
+    (out / "REPORT.md").write_text(write_report(results, opts, command, note))
     click.echo(f"report: {out / 'REPORT.md'} ({(time.monotonic() - started) / 60:.1f} min)")
 
 

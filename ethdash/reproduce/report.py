@@ -148,7 +148,7 @@ def seed_spread(results: list[ExperimentResult], opts: Options) -> list[str]:
     return lines
 
 
-def write_report(results: list[ExperimentResult], opts: Options, command: str) -> str:
+def write_report(results: list[ExperimentResult], opts: Options, command: str, note: str = "") -> str:
     spec = models.get(opts.model)
     lines = [
         "# Reproducing arXiv 2410.07826 with ethdash",
@@ -160,6 +160,7 @@ def write_report(results: list[ExperimentResult], opts: Options, command: str) -
         f"ethdash {_version('ethdash')}, commit `{commit() or 'unknown'}`; profile **{opts.profile.name}**: "
         f"{opts.profile.description}. Backend: {opts.backend}. Seeds: {', '.join(map(str, opts.seeds))}.",
         "",
+        *([f"> Note: {note}", ""] if note else []),
         "## Protocol",
         "",
         "1. Reference scores on the evaluation items: uniform, class prior (the mean vote distribution) and BEST "
