@@ -29,7 +29,7 @@ def dilemmas(store, shared_data):
     return store
 
 
-def wait_for(run: runs.Run, states=("succeeded", "failed", "cancelled"), timeout_s: float = 600) -> dict:
+def wait_for(run: runs.Run, states=("succeeded", "failed", "cancelled"), timeout_s: float = 850) -> dict:
     wait_until(lambda: run.status().get("state") in states, timeout_s)
     return run.status()
 
