@@ -95,8 +95,8 @@ def claims(results: list[ExperimentResult], opts: Options) -> list[tuple[str, st
             both.append(improved)
             more.append(rel_d > rel_x)
             evidence.append(
-                f"{label}: Δxent {x['difference']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}] ({rel_x:+.1%}), "
-                f"ΔDirichlet {dr['difference']:+.3f} [{dr['low']:+.3f}, {dr['high']:+.3f}] ({rel_d:+.1%})"
+                f"{label}: Δxent {x['difference']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}] (improvement {rel_x:.1%}), "
+                f"ΔDirichlet {dr['difference']:+.3f} [{dr['low']:+.3f}, {dr['high']:+.3f}] (improvement {rel_d:.1%})"
             )
     if both:
         verdict = "supported" if all(both) and all(more) else ("partly supported" if any(both) else "not supported")
