@@ -17,8 +17,8 @@ def _ensure_items(path: str) -> None:
 
 store = Store()
 _ensure_items(str(store.path))
-datasets = {d.name: d for d in catalog.datasets(store)}
 params = st.query_params
+ALL_SPLITS = "all splits"
 
 
 def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
@@ -32,32 +32,37 @@ def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
     return value
 
 
-st.sidebar.title("ethdash")
-if not datasets:
-    st.error("The store holds no items. Import data with `ethdash data import PATH`.")
-    st.stop()
-dataset = datasets[_choice("Dataset", list(datasets), "dataset")]
-ALL_SPLITS = "all splits"
-splits = catalog.splits(store, dataset.name)
-split = _choice("Split", splits + ([ALL_SPLITS] if len(splits) > 1 else []), "split")
-view = dataset.view(
-    _choice(
-        "Label view", [v.name for v in dataset.views], "view", help="Which answer options the votes are counted over."
+# The sidebar's reads share one unit of work: opening the store costs more than the queries.
+with store.connect():
+    datasets = {d.name: d for d in catalog.datasets(store)}
+    st.sidebar.title("ethdash")
+    if not datasets:
+        st.error("The store holds no items. Import data with `ethdash data import PATH`.")
+        st.stop()
+    dataset = datasets[_choice("Dataset", list(datasets), "dataset")]
+    splits = catalog.splits(store, dataset.name)
+    split = _choice("Split", splits + ([ALL_SPLITS] if len(splits) > 1 else []), "split")
+    view = dataset.view(
+        _choice(
+            "Label view",
+            [v.name for v in dataset.views],
+            "view",
+            help="Which answer options the votes are counted over.",
+        )
     )
-)
-st.sidebar.caption(view.description)
+    st.sidebar.caption(view.description)
 
-st.sidebar.divider()
-model = _choice("Model", list(models.registry()), "model")
-fitting = [t.name for t in templates.available().values() if t.dataset == dataset.name and t.view == view.name]
-template = _choice("Template", fitting, "template") if fitting else None
-registered = [name for name, base, _ in adapters.all_adapters(store) if base == model]
-wanted = [a for a in params.get("adapters", "").split(",") if a in registered]
-chosen = st.sidebar.multiselect(
-    "Adapters (the base model is always shown)", registered, default=wanted, key="sidebar_adapters"
-)
-if params.get("adapters", "") != ",".join(chosen):
-    params["adapters"] = ",".join(chosen)
+    st.sidebar.divider()
+    model = _choice("Model", list(models.registry()), "model")
+    fitting = [t.name for t in templates.available().values() if t.dataset == dataset.name and t.view == view.name]
+    template = _choice("Template", fitting, "template") if fitting else None
+    registered = [name for name, base, _ in adapters.all_adapters(store) if base == model]
+    wanted = [a for a in params.get("adapters", "").split(",") if a in registered]
+    chosen = st.sidebar.multiselect(
+        "Adapters (the base model is always shown)", registered, default=wanted, key="sidebar_adapters"
+    )
+    if params.get("adapters", "") != ",".join(chosen):
+        params["adapters"] = ",".join(chosen)
 server = st.sidebar.text_input(
     "vLLM server URL",
     key="sidebar_server",

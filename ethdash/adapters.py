@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +32,33 @@ class Adapter:
         return f"{self.name}-{self.content_hash[:12]}"
 
 
+_hash_memo: dict[tuple, str] = {}  # (folder, files' names, sizes and mtimes) -> hash
+_hash_memo_lock = threading.Lock()
+
+
 def content_hash(folder: Path) -> str:
+    """SHA-256 of the adapter's config and weights.
+
+    Remembered per process for the files' (name, size, mtime_ns): the dashboard asks on every rerun,
+    and reading megabytes of weights each time cost more than the rest of the page. Any write to a
+    file changes its mtime_ns, so an edited adapter is hashed anew.
+    """
     if not (folder / CONFIG).is_file():
         raise EthdashError(f"{folder} is not a PEFT adapter folder (no {CONFIG})")
+    files = [
+        p for p in sorted(folder.iterdir()) if p.is_file() and (p.name == CONFIG or p.name.startswith("adapter_model"))
+    ]
+    signature = (str(folder.resolve()), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    with _hash_memo_lock:
+        known = _hash_memo.get(signature)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and (path.name == CONFIG or path.name.startswith("adapter_model")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    with _hash_memo_lock:
+        _hash_memo[signature] = digest.hexdigest()
     return digest.hexdigest()
 
 

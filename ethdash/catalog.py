@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -166,8 +167,16 @@ def count_items(store: Store) -> int:
         return con.execute("SELECT count(*) FROM items").fetchone()[0]
 
 
-def items_frame(store: Store, dataset: str, split: str | None, view: str, limit: int | None = None) -> pd.DataFrame:
-    """One row per item with its votes in `view` (gold and, where present, the second sample).
+def items_frame(
+    store: Store,
+    dataset: str,
+    split: str | None,
+    view: str,
+    limit: int | None = None,
+    item_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One row per item with its votes in `view` (gold and, where present, the second sample);
+    only the items named in `item_ids` when given.
 
     Items whose votes in this view are all zero (an anecdote with only INFO votes, in the
     binarized view) are left out: they carry no distribution.
@@ -181,10 +190,12 @@ def items_frame(store: Store, dataset: str, split: str | None, view: str, limit:
         LEFT JOIN votes s ON s.dataset = i.dataset AND s.split = i.split AND s.item_id = i.item_id
                     AND s.view = g.view AND s.sample = 'second'
         WHERE i.dataset = ? AND (? IS NULL OR i.split = ?) AND list_sum(g.counts) > 0
+              AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], i.item_id))
         ORDER BY i.split, i.source, i.source_line, i.item_id
         LIMIT ?"""
+    wanted = None if item_ids is None else list(item_ids)
     with store.connect() as con:
-        frame = con.execute(query, [view, dataset, split, split, limit]).df()
+        frame = con.execute(query, [view, dataset, split, split, wanted, wanted, limit]).df()
     # Items without a second human sample: None, not a missing-value marker that arrays can't hold.
     frame["second_counts"] = [c if isinstance(c, (list, np.ndarray)) else None for c in frame["second_counts"]]
     return frame

@@ -82,9 +82,7 @@ def _plan(store: Store, job: Job, dtype: str | None) -> Plan:
     adapter = adapters.get(store, job.adapter) if job.adapter else None
     if adapter is not None and adapter.base_model != spec.name:
         raise EthdashError(f"adapter '{adapter.name}' was trained on '{adapter.base_model}', not '{spec.name}'")
-    items = catalog.items_frame(store, job.dataset, job.split, template.view, limit=job.limit)
-    if job.item_ids is not None:
-        items = items[items["item_id"].isin(job.item_ids)].reset_index(drop=True)
+    items = catalog.items_frame(store, job.dataset, job.split, template.view, limit=job.limit, item_ids=job.item_ids)
     if job.split is not None and items.empty:
         raise EthdashError(f"no items in {job.dataset}/{job.split} (view {template.view})")
     fixed = {

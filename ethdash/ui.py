@@ -6,6 +6,7 @@ The only library module that imports streamlit; the pages arrange widgets around
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -48,28 +49,47 @@ def local_backend(model: str):
     return LocalScorer(spec), Prompter(spec), threading.Lock()
 
 
-def ensure_scored(system: System, dataset: str, split: str, item_ids: tuple[str, ...]) -> pd.DataFrame | None:
-    """The system's stored scores for these items, computed first (with a spinner) when missing."""
+def ensure_scored(
+    systems: list[System], dataset: str, split: str, item_ids: tuple[str, ...]
+) -> list[pd.DataFrame | None]:
+    """Each system's stored scores for these items (None where it failed, with the error shown),
+    computed first (with a spinner) where missing."""
+    store = Store()
+    found: dict[System, pd.DataFrame | None] = {}
+    missing = []
+    with store.connect():  # one unit of work for every lookup: opening the store is the costly part
+        for system in systems:
+            try:
+                plan, scores = scoring.stored(store, system.job(dataset, split, backend(), item_ids))
+            except EthdashError as exc:
+                st.error(f"{system.label}: {exc}")
+                found[system] = None
+                continue
+            if plan.todo:
+                missing.append((system, plan))
+            else:
+                found[system] = scores
+    for system, plan in missing:  # outside the unit: scoring takes a while and other processes write too
+        found[system] = _score(store, system, plan)
+    return [found[system] for system in systems]
+
+
+def _score(store: Store, system: System, plan: scoring.Plan) -> pd.DataFrame | None:
     from ethdash.backends.factory import make_scorer
 
-    job = system.job(dataset, split, backend(), item_ids)
-    store = Store()
     try:
-        plan, scores = scoring.stored(store, job)
-        if plan.todo:
-            with st.spinner(f"Scoring with {system.label}…"):
-                if server():
-                    make, make_prompter, _ = make_scorer(store, job, server())
-                    scoring.run(store, plan, make(), make_prompter())
-                else:
-                    scorer, prompter, lock = local_backend(system.model)
-                    with lock:
-                        scoring.run(store, plan, scorer, prompter)
-            plan, scores = scoring.stored(store, job)
+        with st.spinner(f"Scoring with {system.label}…"):
+            if server():
+                make, make_prompter, _ = make_scorer(store, plan.job, server())
+                scoring.run(store, plan, make(), make_prompter())
+            else:
+                scorer, prompter, lock = local_backend(system.model)
+                with lock:
+                    scoring.run(store, plan, scorer, prompter)
+        return scoring.stored(store, plan.job)[1]
     except EthdashError as exc:
         st.error(f"{system.label}: {exc}")
         return None
-    return scores
 
 
 def manifest(items: pd.DataFrame, what: str, extra: dict | None = None) -> dict:
@@ -92,13 +112,17 @@ def exports_root() -> Path:
     return settings.home_dir() / "exports"
 
 
-def export_figure(fig: go.Figure, stem: str, meta: dict, key: str) -> None:
+# The manifests are built only when the button is pressed (`meta` is a function): they hash the
+# data and the adapters, which every rerun would otherwise pay for.
+
+
+def export_figure(fig: go.Figure, stem: str, meta: Callable[[], dict], key: str) -> None:
     """A button that writes the figure as PNG, SVG and PDF with its manifest, then offers the files."""
-    _export(key, stem, lambda folder: export.write_figure(fig, folder, stem, meta), "figure")
+    _export(key, stem, lambda folder: export.write_figure(fig, folder, stem, meta()), "figure")
 
 
-def export_table(frame: pd.DataFrame, stem: str, meta: dict, key: str, caption: str = "") -> None:
-    _export(key, stem, lambda folder: export.write_table(frame, folder, stem, meta, caption), "table")
+def export_table(frame: pd.DataFrame, stem: str, meta: Callable[[], dict], key: str, caption: str = "") -> None:
+    _export(key, stem, lambda folder: export.write_table(frame, folder, stem, meta(), caption), "table")
 
 
 def _export(key: str, stem: str, write, what: str) -> None:

@@ -39,6 +39,12 @@ def test_real_scruples_import_matches_the_files(store, shared_data):
             assert list(row.second_counts) == r["human_perf_annotations"]
             assert list(row.actions) == [a["description"] for a in r["actions"]]
             assert row.controversial == r["controversial"]
+        # Asking for some items by id gives exactly those rows of the full frame (the dashboard's per-item reads).
+        some = list(frame["item_id"].sample(7, random_state=1)) + ["no-such-id"]
+        picked = catalog.items_frame(store, "dilemmas", split, "worse", item_ids=some)
+        expected = frame[frame["item_id"].isin(some)].reset_index(drop=True)
+        assert list(picked["item_id"]) == list(expected["item_id"]) and len(picked) == 7
+        assert [list(c) for c in picked["counts"]] == [list(c) for c in expected["counts"]]
 
     raw = {r["id"]: r for r in read_jsonl(ANECDOTE_SAMPLE)}
     classes = catalog.items_frame(store, "anecdotes", "sample", "classes")

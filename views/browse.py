@@ -23,9 +23,10 @@ systems = ui.systems()
 
 options = tuple(selection["options"])
 store = Store()
-table = item_table(store, selection["dataset"], selection["split"], selection["view"], options)
-if not table.empty:
-    table = with_tags(table, annotations.current(store, selection["dataset"]))
+with store.connect():  # one unit of work for both reads
+    table = item_table(store, selection["dataset"], selection["split"], selection["view"], options)
+    if not table.empty:
+        table = with_tags(table, annotations.current(store, selection["dataset"]))
 
 st.header(f"{selection['dataset']} · {selection['split'] or 'all splits'}")
 if table.empty:
@@ -138,8 +139,8 @@ with chart_col:
     if item["second_counts"] is not None:
         samples.append(vote_split(item["second_counts"], options, "second human sample"))
     summaries = []
-    for system in systems:
-        scores = ui.ensure_scored(system, selection["dataset"], item["split"], (item["item_id"],))
+    item_scores = ui.ensure_scored(systems, selection["dataset"], item["split"], (item["item_id"],))
+    for system, scores in zip(systems, item_scores):
         if scores is not None:
             rows, summary = system_rows(scores, options, system.label)
             samples.append(rows)
@@ -153,7 +154,10 @@ with chart_col:
         + (", averaged over both option orders." if selection["kind"] == "dilemmas" else ".")
     )
 ui.export_figure(
-    chart, "vote-split", ui.manifest(shown.iloc[[position]], "vote split", {"item": item["item_id"]}), key="x_vote"
+    chart,
+    "vote-split",
+    lambda: ui.manifest(shown.iloc[[position]], "vote split", {"item": item["item_id"]}),
+    key="x_vote",
 )
 if summaries:
     st.caption(

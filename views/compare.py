@@ -139,7 +139,7 @@ with ref_col:
     st.dataframe(refs, hide_index=True, key="references")
 with export_col:
     paper = table[["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration"]]
-    ui.export_table(paper, "metrics", ui.manifest(ev.aligned.items, "metric table"), key="x_metrics")
+    ui.export_table(paper, "metrics", lambda: ui.manifest(ev.aligned.items, "metric table"), key="x_metrics")
 
 labels = [p.label for p in ev.predictions]
 if len(labels) >= 2:
@@ -158,7 +158,7 @@ items = ev.aligned.items
 st.subheader("Reliability")
 reliability = reliability_chart(compare.reliability(counts, ev.predictions))
 st.plotly_chart(reliability, width="stretch", key="reliability_chart")
-ui.export_figure(reliability, "reliability", ui.manifest(items, "reliability diagram"), key="x_reliability")
+ui.export_figure(reliability, "reliability", lambda: ui.manifest(items, "reliability diagram"), key="x_reliability")
 
 st.subheader("Humans against models, per item")
 option = st.selectbox("Option", options, key="c_option") if len(options) > 2 else options[0]
@@ -187,7 +187,7 @@ if clicked and clicked.selection.points:
     st.query_params["item"] = item_id
     st.switch_page("views/browse.py")
 ui.export_figure(
-    scatter, "scatter", ui.manifest(items, "humans vs models scatter", {"option": option}), key="x_scatter"
+    scatter, "scatter", lambda: ui.manifest(items, "humans vs models scatter", {"option": option}), key="x_scatter"
 )
 
 st.subheader("Per-item differences")
@@ -203,7 +203,7 @@ else:
     x_title = "soft xent per item (nats)"
 histogram = difference_histogram(diffs, x_title)
 st.plotly_chart(histogram, width="stretch", key="difference_chart")
-ui.export_figure(histogram, "differences", ui.manifest(items, "per-item differences"), key="x_differences")
+ui.export_figure(histogram, "differences", lambda: ui.manifest(items, "per-item differences"), key="x_differences")
 
 st.subheader("Where they disagree most")
 disagree = compare.disagreements(counts, items["item_id"], model_preds)
