@@ -48,7 +48,8 @@ def content_hash(folder: Path) -> str:
     files = [
         p for p in sorted(folder.iterdir()) if p.is_file() and (p.name == CONFIG or p.name.startswith("adapter_model"))
     ]
-    signature = (str(folder.resolve()), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    stats = [(p.name, p.stat()) for p in files]
+    signature = (str(folder.resolve()), *((name, st.st_size, st.st_mtime_ns) for name, st in stats))
     with _hash_memo_lock:
         known = _hash_memo.get(signature)
     if known is not None:
