@@ -1,10 +1,15 @@
-"""One LoRA training step of the embedded model at batch 8 on real dilemma prompts: ethdash's step
-(only the answer position through the vocabulary projection) against the straightforward step (full
-logits at every position), with seconds per step, tokens per second, peak memory, and the fraction
-of the machine's measured float32 matmul rate that the step achieves.
+"""One LoRA training step of the embedded model at batch 8 on real dilemma prompts, three ways:
+- ethdash: the training loop's step: the answer position only, projected onto the answer tokens
+  alone, with the fused LoRA and norm forwards of ethdash.finetune.fused;
+- unfused: the answer position only, through the whole vocabulary, with peft's and transformers' own
+  forwards (ethdash's step before the fused forwards);
+- straightforward: peft's forwards and the full logits at every position;
+with seconds per step, tokens per second, peak memory, and the fraction of the machine's measured
+float32 matmul rate that the step achieves.
 
-FLOPs: a forward pass is 2 x non-embedding parameters x tokens, plus 2 x hidden x vocabulary for each
-position sent through the vocabulary projection; a LoRA step is about twice its forward pass.
+FLOPs: a forward pass is 2 x non-embedding parameters x tokens, plus 2 x hidden x (vocabulary, or
+answer tokens) for each position sent through the output projection; a LoRA step is about twice its
+forward pass.
 Each variant runs in its own process, so that peak memory is its own.
 
 Run: .venv/bin/python bench/finetune_step.py [--steps 6] [--compiled]
@@ -47,9 +52,10 @@ def run_variant(variant: str, steps: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from ethdash import losses, models, templates
-    from ethdash.batching import left_pad
+    from ethdash.batching import last_column, left_pad
     from ethdash.finetune.config import RunConfig
     from ethdash.finetune.data import examples, select_items
+    from ethdash.finetune.fused import prepare
     from ethdash.finetune.train import BUCKET_BATCHES, _batch_for
     from ethdash.importer import import_paths
     from ethdash.prompting import Prompter
@@ -66,16 +72,19 @@ def run_variant(variant: str, steps: int) -> dict:
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(models.weights_location(spec), dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    logit_ids = answer_ids
+    if variant not in ("straightforward", "unfused"):  # the training loop's fused forwards and answer head
+        logit_ids, _ = prepare(base, "soft-xent", answer_ids)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model.train()
     runner = torch.compile(model, dynamic=True) if variant == "ethdash-compiled" else model
 
     def step(batch) -> int:
         ids, mask, positions = left_pad([e.prompt_ids for e in batch])
-        keep = 0 if variant == "straightforward" else 1  # 0: logits at every position
+        keep = 0 if variant == "straightforward" else last_column(ids)  # 0: logits at every position
         logits = runner(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         counts = torch.tensor([e.answer_counts for e in batch])
-        loss = losses.compute("soft-xent", logits[:, -1, :], answer_ids, counts)
+        loss = losses.compute("soft-xent", logits[:, -1, :], logit_ids, counts)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -93,8 +102,10 @@ def run_variant(variant: str, steps: int) -> dict:
     tokens_per_step = tokens / steps
     non_embedding = sum(p.numel() for n, p in base.named_parameters() if "embed" not in n and "lora" not in n)
     hidden, vocab = base.config.hidden_size, base.config.vocab_size
-    projected = tokens_per_step if variant == "straightforward" else BATCH
-    forward = 2 * non_embedding * tokens_per_step + 2 * hidden * vocab * projected
+    # (position, output row) pairs through the output projection
+    rows = {"straightforward": tokens_per_step * vocab, "unfused": BATCH * vocab}
+    projected = rows.get(variant, BATCH * len(logit_ids))
+    forward = 2 * non_embedding * tokens_per_step + 2 * hidden * projected
     return {
         "variant": variant,
         "seconds_per_step": seconds,
@@ -118,7 +129,8 @@ def main() -> None:
         print(json.dumps(run_variant(args.variant, args.steps)))
         return
     results = {}
-    for variant in ("ethdash", "straightforward", *(["ethdash-compiled"] if args.compiled else [])):
+    variants = ("ethdash", "unfused", "straightforward", *(["ethdash-compiled"] if args.compiled else []))
+    for variant in variants:
         out = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps)],
             capture_output=True,

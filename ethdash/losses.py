@@ -41,6 +41,7 @@ def text_to_text(vocab_logits: torch.Tensor, answer_ids: list[int], counts: torc
 
 
 LOSSES = ("soft-xent", "dirichlet", "text-to-text")
+ANSWER_LOGIT_LOSSES = ("soft-xent", "dirichlet")  # functions of the answer tokens' logits alone
 
 
 def compute(name: str, vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ethdash.adapters import Adapter
 from ethdash.backends import Request, Result
-from ethdash.batching import left_pad, length_batches
+from ethdash.batching import last_column, left_pad, length_batches
 from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
 
@@ -112,7 +112,9 @@ class LocalScorer:
             kwargs["past_key_values"] = cache
         model, context = self._use(adapter)
         with torch.inference_mode(), context:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=last_column(ids), **kwargs
+            )
         logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1)
         return [logprobs[row, list(r.answer_ids)].numpy() for row, r in enumerate(batch)]
 

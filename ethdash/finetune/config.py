@@ -56,7 +56,7 @@ class RunConfig:
     checkpoint_every: int = 20
     quantize_4bit: bool = False  # QLoRA, CUDA only
     processes: int = 1  # data-parallel processes (one per GPU), launched through torchrun
-    compile: bool = False  # torch.compile the model: ~15% faster steps after a compile of minutes on a CPU
+    compile: bool = False  # torch.compile the model: ~10% faster steps after a compile of minutes on a CPU
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

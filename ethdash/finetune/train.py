@@ -24,8 +24,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ethdash import adapters, catalog, metrics, models, orders, scoring, templates
-from ethdash.batching import left_pad, length_batches
+from ethdash.batching import last_column, left_pad, length_batches
 from ethdash.finetune.data import Example, examples, heldout_split, select_items
+from ethdash.finetune.fused import prepare
 from ethdash.finetune.runs import COMPLETE, Run, remove_incomplete_checkpoints
 from ethdash.losses import compute
 from ethdash.prompting import Prompter
@@ -100,6 +101,10 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         )
         model = get_peft_model(base, lora)
         state, start_step = None, 0
+    # The same step with fewer passes over memory; logit_ids: the logits' columns of the answers.
+    logit_ids, fused = prepare(base, config.loss, answer_ids)
+    if main:
+        print(f"fused forwards: {fused['lora']} LoRA layers, {fused['norm']} norms", flush=True)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
     scheduler = get_scheduler(
         config.schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps
@@ -131,7 +136,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         with torch.set_grad_enabled(grad):
             # Evaluation (process 0 alone) goes around DDP, whose forward would wait for the others.
             net = runner if grad else model
-            out = net(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
+            out = net(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=last_column(ids))
         return out.logits[:, -1, :].float()
 
     def agreed(value: float, op: str) -> float:
@@ -149,7 +154,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         for indices in length_batches(lengths, EVAL_TOKENS_PER_BATCH):
             batch = [heldout_examples[i] for i in indices]
             logits = forward_logits(batch, grad=False)
-            logp = torch.log_softmax(logits.double(), dim=-1)[:, answer_ids].detach().cpu().numpy()
+            logp = torch.log_softmax(logits.double(), dim=-1)[:, logit_ids].detach().cpu().numpy()
             for example, lp in zip(batch, logp):
                 p, _ = scoring.distribution(lp)
                 probs[(example.item_id, example.order)] = template.to_votes(p, options, example.order)
@@ -184,7 +189,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             with sync:
                 logits = forward_logits(part, grad=True)
                 counts = torch.tensor([e.answer_counts for e in part], dtype=torch.float32, device=logits.device)
-                loss = compute(config.loss, logits, answer_ids, counts) * weight
+                loss = compute(config.loss, logits, logit_ids, counts) * weight
                 loss.backward()
             total_loss += float(loss.detach())
         if config.max_grad_norm:
