@@ -117,6 +117,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     if main:
         run.write_status(
             state="running",
+            message="training" if start_step == 0 else f"training, resumed from step {start_step}",
             step=start_step,
             total_steps=total_steps,
             train_examples=len(train_examples),
