@@ -14,7 +14,7 @@ matrix multiplies, in full-width elementwise passes over memory. Three of them a
 
 Only forwards change: parameters, their names and the saved adapters are peft's own, so a checkpoint
 loads in peft and in vLLM as before. A layer outside what is covered keeps its own forward (merged or
-several active adapters, DoRA and other variants, 4-bit bases, fan_in_fan_out, a mixed batch, a norm
+several active adapters, DoRA and other variants, 4-bit bases, trained biases, fan_in_fan_out, a mixed batch, a norm
 that computes something else, inputs that are not float32 for the norm).
 """
 
@@ -103,7 +103,10 @@ def _lora_covered(module: torch.nn.Module) -> bool:
 
     if type(module) is not Linear or module.fan_in_fan_out:
         return False
-    if type(module.base_layer) is not torch.nn.Linear or module.base_layer.weight.requires_grad:
+    base = module.base_layer
+    if type(base) is not torch.nn.Linear or base.weight.requires_grad:
+        return False
+    if base.bias is not None and base.bias.requires_grad:  # peft's bias="all"/"lora_only": _LoraLinear gives it no grad
         return False
     return not any(module.lora_variant.values()) and not any(module.use_dora.values())
 
