@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from ethdash import adapters, catalog, models, templates
+from ethdash import adapters, catalog, models, templates, ui
 from ethdash.importer import import_demo_if_empty
 from ethdash.store import Store
 
-st.set_page_config(page_title="ethdash", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="ethdash", page_icon=":material/balance:", layout="wide")
 
 
 @st.cache_resource(show_spinner="Preparing the demo sample…")
@@ -21,14 +21,33 @@ params = st.query_params
 ALL_SPLITS = "all splits"
 
 
-def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
-    """A sidebar select box whose value lives in the URL, so that a link reopens the same view."""
-    # The URL seeds the widget; the widget's value is written back to the URL, so the two stay equal.
+def _synced_from_url(param: str, key: str, valid) -> None:
+    """Seed a sidebar widget from the URL when the URL was changed from outside (a link, a reload, a
+    click on another page that opens an item), else leave the widget as the person set it.
+
+    The widget is the source of truth between interactions; the URL is written from it after each run
+    (see `_to_url`). A URL value differs from the one last written only when something else set it.
+    """
     wanted = params.get(param)
-    index = options.index(wanted) if wanted in options else 0
-    value = st.sidebar.selectbox(label, options, index=index, key=f"sidebar_{param}", **kwargs)
+    written = st.session_state.setdefault("_url_written", {})
+    if wanted is not None and wanted != written.get(param) and valid(wanted):
+        st.session_state[key] = wanted
+
+
+def _to_url(param: str, value: str) -> None:
     if params.get(param) != value:
         params[param] = value
+    st.session_state["_url_written"][param] = value
+
+
+def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
+    """A sidebar select box whose value lives in the URL too, so that a link reopens the same view."""
+    key = f"sidebar_{param}"
+    _synced_from_url(param, key, lambda v: v in options)
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)  # a value from another dataset: start from the first option
+    value = st.sidebar.selectbox(label, options, key=key, **kwargs)
+    _to_url(param, value)
     return value
 
 
@@ -57,12 +76,12 @@ with store.connect():
     fitting = [t.name for t in templates.available().values() if t.dataset == dataset.name and t.view == view.name]
     template = _choice("Template", fitting, "template") if fitting else None
     registered = [name for name, base, _ in adapters.all_adapters(store) if base == model]
-    wanted = [a for a in params.get("adapters", "").split(",") if a in registered]
-    chosen = st.sidebar.multiselect(
-        "Adapters (the base model is always shown)", registered, default=wanted, key="sidebar_adapters"
-    )
-    if params.get("adapters", "") != ",".join(chosen):
-        params["adapters"] = ",".join(chosen)
+    _synced_from_url("adapters", "sidebar_adapters", lambda v: True)
+    if isinstance(st.session_state.get("sidebar_adapters"), str):  # seeded from the URL's comma list
+        st.session_state["sidebar_adapters"] = st.session_state["sidebar_adapters"].split(",")
+    st.session_state["sidebar_adapters"] = [a for a in st.session_state.get("sidebar_adapters", []) if a in registered]
+    chosen = st.sidebar.multiselect("Adapters (the base model is always shown)", registered, key="sidebar_adapters")
+    _to_url("adapters", ",".join(chosen))
 server = st.sidebar.text_input(
     "vLLM server URL",
     key="sidebar_server",
@@ -73,11 +92,10 @@ if split == "demo":
     st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")
 st.sidebar.caption(f"Store: `{store.path}`")
 
-annotator = st.sidebar.text_input(
-    "Annotator", key="sidebar_annotator", value=params.get("annotator", ""), placeholder="your name, for annotations"
-)
-if annotator and params.get("annotator") != annotator:
-    params["annotator"] = annotator
+_synced_from_url("annotator", "sidebar_annotator", lambda v: True)
+annotator = st.sidebar.text_input("Annotator", key="sidebar_annotator", placeholder="your name, for annotations")
+if annotator:
+    _to_url("annotator", annotator)
 st.session_state["annotator"] = annotator.strip()
 st.session_state["systems"] = {
     "model": model,
@@ -92,11 +110,12 @@ st.session_state["selection"] = {
     "options": view.options,
     "kind": dataset.kind,
 }
+ui.keep_page_state()
 page = st.navigation(
     [
-        st.Page("views/browse.py", title="Browse", icon="🔎", default=True),
-        st.Page("views/compare.py", title="Compare", icon="📊"),
-        st.Page("views/finetune.py", title="Fine-tune", icon="🛠️"),
+        st.Page("views/browse.py", title="Browse", icon=":material/search:", default=True),
+        st.Page("views/compare.py", title="Compare", icon=":material/bar_chart:"),
+        st.Page("views/finetune.py", title="Fine-tune", icon=":material/model_training:"),
     ]
 )
 page.run()

@@ -69,13 +69,67 @@ def save(store: Store, annotation: Annotation, options: tuple[str, ...]) -> str:
 
 
 def history(store: Store, dataset: str, split: str, item_id: str) -> pd.DataFrame:
-    """Every save for the item, newest first."""
+    """Every save for the item, newest first, each with what it changed from the annotator's save before."""
     with store.connect() as con:
-        return con.execute(
+        frame = con.execute(
             "SELECT annotator, judgment, confidence, tags, note, created_at FROM annotations "
-            "WHERE dataset = ? AND split = ? AND item_id = ? ORDER BY created_at DESC",
+            "WHERE dataset = ? AND split = ? AND item_id = ? ORDER BY created_at, annotation_id",
             [dataset, split, item_id],
         ).df()
+    before: dict[str, dict] = {}
+    changed = []
+    for row in frame.to_dict("records"):
+        changed.append(describe_change(before.get(row["annotator"]), row))
+        before[row["annotator"]] = row
+    return frame.assign(changed=changed).iloc[::-1].reset_index(drop=True)
+
+
+def latest(store: Store, dataset: str, split: str, item_id: str, annotator: str) -> dict | None:
+    """One annotator's current annotation of one item (judgment, confidence, tags, note, created_at)."""
+    with store.connect() as con:
+        row = con.execute(
+            "SELECT judgment, confidence, tags, note, created_at FROM annotations "
+            "WHERE dataset = ? AND split = ? AND item_id = ? AND annotator = ? "
+            "ORDER BY created_at DESC, annotation_id LIMIT 1",
+            [dataset, split, item_id, annotator.strip()],
+        ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("judgment", "confidence", "tags", "note", "created_at"), row))
+
+
+def describe_change(before: dict | None, after: dict) -> str:
+    """What a save changed, in words ("judgment: none → action 1; tags: + money"); "first save" when
+    the annotator had none before."""
+    if before is None:
+        return "first save"
+    parts = []
+    if before["judgment"] != after["judgment"]:
+        parts.append(f"judgment: {before['judgment'] or 'none'} → {after['judgment'] or 'none'}")
+    if not _same_number(before["confidence"], after["confidence"]):
+        parts.append(f"confidence: {_number(before['confidence'])} → {_number(after['confidence'])}")
+    old_tags, new_tags = list(_tags(before["tags"])), list(_tags(after["tags"]))
+    added = [t for t in new_tags if t not in old_tags]
+    removed = [t for t in old_tags if t not in new_tags]
+    if added or removed:
+        parts.append("tags: " + " ".join([*(f"+ {t}" for t in added), *(f"− {t}" for t in removed)]))
+    if (before["note"] or "") != (after["note"] or ""):
+        parts.append("note edited")
+    return "; ".join(parts) or "no change"
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    return tuple(value) if value is not None else ()
+
+
+def _same_number(a: object, b: object) -> bool:
+    if a is None or b is None or pd.isna(a) or pd.isna(b):
+        return (a is None or pd.isna(a)) and (b is None or pd.isna(b))
+    return abs(float(a) - float(b)) < 1e-9
+
+
+def _number(value: object) -> str:
+    return "none" if value is None or pd.isna(value) else f"{float(value):.2f}"
 
 
 def current(store: Store, dataset: str | None = None) -> pd.DataFrame:

@@ -18,6 +18,30 @@ from ethdash.errors import EthdashError
 from ethdash.scored import System
 from ethdash.store import Store
 
+# Streamlit forgets a widget's value when its page is not drawn; these keys are re-assigned on every run
+# (see `keep_page_state`) so that filters and choices survive a visit to another page.
+PAGE_STATE = (
+    "f_contro", "f_margin", "f_search", "f_types", "f_tags", "f_against", "f_min_disagreement",
+    "c_contro", "c_margin", "c_types", "c_calibration", "c_a", "c_b", "c_option", "c_sort",
+    "ft_run",
+)  # fmt: skip
+
+
+def keep_page_state() -> None:
+    for key in PAGE_STATE:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def open_in_browse(item_id: str, split: str | None = None) -> None:
+    """Open an item on Browse with the same sidebar choice (dataset, split, view, model, template,
+    adapters, annotator): `st.switch_page` drops the URL's parameters unless they are passed on."""
+    params = st.query_params.to_dict()
+    params["item"] = item_id
+    if split is not None and params.get("split") not in (None, "all splits"):
+        params["split"] = split
+    st.switch_page("views/browse.py", query_params=params)
+
 
 def selection() -> dict:
     return st.session_state["selection"]

@@ -62,3 +62,57 @@ def snapshot(store: Store) -> dict[str, list]:
             r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()
         ]
         return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+
+
+# --- The browser tests' app: one real `ethdash app` per test session, on its own store of real data ---
+
+
+@pytest.fixture(scope="session")
+def browser_app(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):
+    """A running dashboard on a store holding the real dilemmas (dev and test) and anecdote sample.
+
+    Tests share it (starting an app and loading the model costs seconds each), so each test keeps to
+    its own items, annotator names, run names and adapters."""
+    from ethdash.importer import import_paths
+
+    from .browser import start_app, stop_app
+
+    home = tmp_path_factory.mktemp("app-home")
+    import_paths(Store(home / "ethdash.duckdb"), [DILEMMAS_DEV, DILEMMAS_TEST, ANECDOTE_SAMPLE])
+    app = start_app(home, home.parent / "app.log")
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture
+def on_app(browser_app, monkeypatch: pytest.MonkeyPatch):
+    """The test's library calls and CLI processes use the running app's home (its store, runs, jobs)."""
+    monkeypatch.setenv("ETHDASH_HOME", str(browser_app.home))
+    return browser_app
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    from playwright.sync_api import sync_playwright
+
+    from .browser import BROWSER_ARGS, chromium
+
+    executable = chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium_browser, on_app, tmp_path: Path):
+    """A fresh browser context (its own session with the app) at a 1400 x 1200 window; a screenshot of
+    the last state is left in the test's folder when the test fails."""
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    try:
+        page.screenshot(path=str(tmp_path / "last.png"), full_page=True)
+    finally:
+        context.close()

@@ -1,5 +1,7 @@
 """Browse: filter the items of the chosen dataset and split, read one with its human vote split."""
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -17,6 +19,8 @@ from ethdash.errors import EthdashError
 from ethdash.figures import vote_split_chart
 from ethdash.scored import probabilities
 from ethdash.store import Store
+
+FILTER_KEYS = tuple(k for k in ui.PAGE_STATE if k.startswith("f_"))
 
 selection = ui.selection()
 systems = ui.systems()
@@ -64,8 +68,61 @@ filters = Filters(
 )
 shown = apply_filters(table, filters).reset_index(drop=True)
 st.caption(f"{len(shown)} of {len(table)} items")
+if shown.empty:
+    st.info("No item passes these filters.")
+    st.stop()
 
-event = st.dataframe(
+# The open item. Previous / Next, a picked row and the URL's `item` always agree: each of them sets
+# the item through a callback (run before the page, once per action) and the page reads it from there.
+# A row stays picked in the table only until Previous / Next moves away from it (the table is redrawn).
+state = st.session_state
+scope = f"{selection['dataset']}/{selection['split']}"
+ids = list(shown["item_id"])
+state["browse_ids"] = ids
+opened = state.setdefault("browse_open", {})  # the open item per dataset and split, kept across pages
+url_written = state.setdefault("_url_written", {})
+
+
+def _go(item_id: str) -> None:
+    state["browse_goto"] = item_id
+
+
+def _step(delta: int) -> None:
+    current = state["browse_ids"]
+    here = current.index(state["browse_current"]) if state.get("browse_current") in current else 0
+    _go(current[max(0, min(len(current) - 1, here + delta))])
+    state["browse_table"] = state.get("browse_table", 0) + 1  # redraw the table without a picked row
+
+
+def _picked() -> None:
+    rows = state[state["browse_table_key"]].selection.rows
+    if rows:
+        _go(state["browse_ids"][rows[0]])
+
+
+in_url = st.query_params.get("item")
+goto = state.pop("browse_goto", None)
+if goto in ids:
+    current = goto
+elif in_url is not None and in_url != url_written.get("item") and in_url in set(table["item_id"]):
+    current = in_url  # a link, a reload or a click on Compare: the URL names the item
+    if current not in ids:  # hidden by the filters: clear them so that exactly this item opens
+        for key in FILTER_KEYS:
+            state.pop(key, None)
+        _go(current)
+        st.rerun()
+elif opened.get(scope) in ids:
+    current = opened[scope]
+else:
+    current = ids[0]
+position = ids.index(current)
+state["browse_current"] = opened[scope] = url_written["item"] = current
+if in_url != current:
+    st.query_params["item"] = current
+
+table_key = f"items-{state.get('browse_table', 0)}-{hashlib.sha1(repr(filters).encode()).hexdigest()[:8]}"
+state["browse_table_key"] = table_key
+st.dataframe(
     shown[
         [
             *(["split"] if selection["split"] is None else []),
@@ -81,9 +138,12 @@ event = st.dataframe(
         ]
     ],
     hide_index=True,
-    on_select="rerun",
+    on_select=_picked,
     selection_mode="single-row",
-    key="items",
+    # The table is redrawn, its open item's row picked, after Previous / Next and when the filters change
+    # (its row numbers then name other items); a row the person picks stays as it is.
+    selection_default={"selection": {"rows": [position]}},
+    key=table_key,
     height=280,
     column_config={
         "item_id": st.column_config.TextColumn("id", width="small"),
@@ -95,26 +155,20 @@ event = st.dataframe(
         "tags": st.column_config.ListColumn("tags"),
     },
 )
-if shown.empty:
-    st.stop()
-
-# The open item: a row picked in the table, else the one in the URL, else the first shown.
-ids = list(shown["item_id"])
-picked = event.selection.rows if event else []
-if picked:
-    st.query_params["item"] = ids[picked[0]]
-current = st.query_params.get("item")
-position = ids.index(current) if current in ids else 0
 
 prev_col, info_col, next_col = st.columns([1, 6, 1])
-if prev_col.button("◀ Previous", disabled=position == 0, width="stretch"):
-    position -= 1
-if next_col.button("Next ▶", disabled=position >= len(ids) - 1, width="stretch"):
-    position += 1
-st.query_params["item"] = ids[position]
+prev_col.button(
+    "Previous", icon=":material/chevron_left:", disabled=position == 0, width="stretch",
+    on_click=_step, args=(-1,), shortcut="K", key="browse_previous",
+)  # fmt: skip
+next_col.button(
+    "Next", icon=":material/chevron_right:", disabled=position >= len(ids) - 1, width="stretch",
+    on_click=_step, args=(1,), shortcut="J", key="browse_next",
+)  # fmt: skip
 item = shown.iloc[position]
 info_col.caption(
-    f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:{item['source_line']}"
+    f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:{item['source_line']} · "
+    "keys: J next, K previous (not while typing in a field)"
 )
 
 text_col, chart_col = st.columns([3, 2])
@@ -168,30 +222,53 @@ if summaries:
 
 st.subheader("Your annotation")
 annotator = st.session_state["annotator"]
-with st.form(f"annotate-{item['split']}-{item['item_id']}"):
-    judgment = st.radio("Your judgment", ["no judgment", *options], horizontal=True, key="a_judgment")
-    confidence = st.slider("Confidence", 0.0, 1.0, 0.5, step=0.05, key="a_confidence")
-    tags = st.text_input("Tags", placeholder="comma-separated, e.g. family, money", key="a_tags")
-    note = st.text_area("Note", key="a_note")
-    if st.form_submit_button("Save annotation"):
-        try:
-            annotations.save(
-                store,
-                annotations.Annotation(
-                    selection["dataset"],
-                    item["split"],
-                    item["item_id"],
-                    annotator,
-                    None if judgment == "no judgment" else judgment,
-                    confidence,
-                    annotations.parse_tags(tags),
-                    note,
-                ),
-                options,
-            )
-            st.success(f"Saved for {annotator}.")
-        except EthdashError as exc:
-            st.error(str(exc))
+if not annotator:
+    st.caption("Type your name in the sidebar's *Annotator* box to annotate.")
+mine = annotations.latest(store, selection["dataset"], item["split"], item["item_id"], annotator) if annotator else None
+# The form starts from the annotator's current annotation; its widgets are keyed by that annotation, so
+# that after a save (here or elsewhere) they show what is stored, and saving changes only what was edited.
+version = f"{item['split']}-{item['item_id']}-{annotator}-{mine['created_at'] if mine else 'new'}"
+choices = ["no judgment", *options]
+with st.form(f"annotate-{version}"):
+    judgment = st.radio(
+        "Your judgment",
+        choices,
+        index=choices.index(mine["judgment"]) if mine and mine["judgment"] in options else 0,
+        horizontal=True,
+        key=f"a_judgment-{version}",
+    )
+    stored_confidence = mine["confidence"] if mine and not pd.isna(mine["confidence"]) else 0.5
+    confidence = st.slider("Confidence", 0.0, 1.0, float(stored_confidence), step=0.05, key=f"a_confidence-{version}")
+    tags = st.text_input(
+        "Tags",
+        value=", ".join(mine["tags"]) if mine and mine["tags"] is not None else "",
+        placeholder="comma-separated, e.g. family, money",
+        key=f"a_tags-{version}",
+    )
+    note = st.text_area("Note", value=mine["note"] or "" if mine else "", key=f"a_note-{version}")
+    if st.form_submit_button("Save annotation", disabled=not annotator):
+        annotation = annotations.Annotation(
+            selection["dataset"],
+            item["split"],
+            item["item_id"],
+            annotator,
+            None if judgment == "no judgment" else judgment,
+            confidence,
+            annotations.parse_tags(tags),
+            note,
+        )
+        change = annotations.describe_change(mine, annotation.__dict__) if mine else "first save"
+        if change == "no change":
+            st.info("Nothing changed: not saved again.")
+        else:
+            try:
+                annotations.save(store, annotation, options)
+                state["annotation_saved"] = f"Saved for {annotator}: {change}."
+                st.rerun()  # the form now starts from what was saved
+            except EthdashError as exc:
+                st.error(str(exc))
+if "annotation_saved" in state:
+    st.success(state.pop("annotation_saved"))
 saved = annotations.history(store, selection["dataset"], item["split"], item["item_id"])
 if not saved.empty:
     st.caption("History of this item's annotations, newest first")

@@ -184,8 +184,7 @@ clicked = st.plotly_chart(scatter, width="stretch", key="scatter_chart", on_sele
 st.caption("Click a point to open the item in Browse.")
 if clicked and clicked.selection.points:
     split, item_id = clicked.selection.points[0]["customdata"]
-    st.query_params["item"] = item_id
-    st.switch_page("views/browse.py")
+    ui.open_in_browse(item_id, split)
 ui.export_figure(
     scatter, "scatter", lambda: ui.manifest(items, "humans vs models scatter", {"option": option}), key="x_scatter"
 )

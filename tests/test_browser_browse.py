@@ -1,0 +1,128 @@
+"""Browse in a real browser, as a person uses it: picking rows, Previous / Next and their keys, the URL,
+the annotation form, page changes. Each test names the problem a new user met (issue 12)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ethdash import annotations
+
+from .browser import open_item_id, settle, wait_for_item
+
+pytestmark = pytest.mark.browser
+
+ROW_HEIGHT = 35  # Streamlit's data grid: header and rows are 35 px high
+
+
+def browse(page, url: str, query: str) -> None:
+    page.goto(f"{url}/?{query}")
+    page.get_by_text(re.compile(r"^Item \d+ of \d+ · id ")).wait_for(timeout=90_000)
+    settle(page)
+
+
+def pick_row(page, row: int) -> None:
+    """Click the row's selection box in the item table (row 1 is the first)."""
+    grid = page.get_by_test_id("stDataFrame").first
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + ROW_HEIGHT * row + ROW_HEIGHT / 2)
+    settle(page)
+
+
+def table_ids(store, split: str) -> list[str]:
+    """The item ids in the order Browse lists them (the store's order), computed outside the page."""
+    from ethdash.browse import item_table
+
+    return list(item_table(store, "dilemmas", split, "worse", ("action 1", "action 2"))["item_id"])
+
+
+def test_previous_and_next_follow_a_picked_row(page, browser_app):
+    """Before: with row 3 picked, Next went to item 4 and then stayed there on every click."""
+    ids = table_ids(browser_app.store, "dev")
+    browse(page, browser_app.url, "dataset=dilemmas&split=dev&view=worse")
+    pick_row(page, 3)
+    wait_for_item(page, 3, ids[2])
+    settle(page)
+    assert f"item={ids[2]}" in page.url
+    for expected in (4, 5, 6):
+        page.get_by_role("button", name="Next").click()
+        wait_for_item(page, expected, ids[expected - 1])
+        settle(page)
+        assert f"item={ids[expected - 1]}" in page.url
+    page.get_by_role("button", name="Previous").click()
+    wait_for_item(page, 5, ids[4])
+    settle(page)
+    pick_row(page, 2)  # picking a row again after moving opens it
+    wait_for_item(page, 2, ids[1])
+    settle(page)
+    page.get_by_role("button", name="Next").click()
+    wait_for_item(page, 3, ids[2])
+    settle(page)
+    page.reload()  # the URL reopens the same item
+    wait_for_item(page, 3, ids[2])
+
+
+def test_twenty_items_with_the_keyboard_and_keys_ignored_while_typing(page, browser_app):
+    """Before: reaching Next took 38 Tab presses. J and K move; typed into a field, they do not."""
+    ids = table_ids(browser_app.store, "test")
+    browse(page, browser_app.url, "dataset=dilemmas&split=test&view=worse")
+    assert page.get_by_text("keys: J next, K previous").count() == 1
+    for n in range(2, 22):
+        page.keyboard.press("j")
+        wait_for_item(page, n, ids[n - 1])
+    page.keyboard.press("k")
+    wait_for_item(page, 20, ids[19])
+    settle(page)
+    page.get_by_label("Note").fill("jjj kkk")  # typing in a field moves nothing
+    page.get_by_label("Note").press("j")
+    page.wait_for_timeout(1500)
+    settle(page)
+    assert open_item_id(page) == ids[19]
+
+
+def test_the_annotation_form_starts_from_the_current_annotation(page, browser_app):
+    """Before: after a reload the form read "no judgment, 0.50, empty" and saving to add a tag replaced
+    the judgment with "no judgment"."""
+    ids = table_ids(browser_app.store, "dev")
+    item = ids[7]
+    browse(page, browser_app.url, f"dataset=dilemmas&split=dev&view=worse&annotator=Grace&item={item}")
+    assert open_item_id(page) == item
+    page.get_by_text("action 1", exact=True).last.click()  # the judgment radio
+    page.get_by_label("Tags", exact=True).fill("family, money, privacy")
+    page.get_by_label("Note").fill("first reading")
+    page.get_by_role("button", name="Save annotation").click()
+    page.get_by_text("Saved for Grace: first save.").wait_for()
+    page.reload()
+    wait_for_item(page, 8, item)
+    settle(page)
+    assert page.get_by_label("Tags", exact=True).input_value() == "family, money, privacy"
+    assert page.get_by_label("Note").input_value() == "first reading"
+    judgment = page.get_by_role("radiogroup", name="Your judgment")
+    assert judgment.get_by_role("radio", name="action 1").is_checked()
+
+    page.get_by_label("Tags", exact=True).fill("family, money, privacy, honesty")  # only add a tag
+    page.get_by_role("button", name="Save annotation").click()
+    page.get_by_text("Saved for Grace: tags: + honesty.").wait_for()
+    now = annotations.latest(browser_app.store, "dilemmas", "dev", item, "Grace")
+    assert now["judgment"] == "action 1" and list(now["tags"]) == ["family", "money", "privacy", "honesty"]
+    assert now["note"] == "first reading"
+    history = page.get_by_test_id("stDataFrame").filter(has=page.locator("canvas")).last
+    assert history.is_visible()
+    rows = annotations.history(browser_app.store, "dilemmas", "dev", item)
+    assert list(rows["changed"]) == ["tags: + honesty", "first save"]
+
+
+def test_the_open_item_survives_a_visit_to_another_page(page, browser_app):
+    """Before: switching pages and coming back reopened item 1."""
+    ids = table_ids(browser_app.store, "dev")
+    browse(page, browser_app.url, f"dataset=dilemmas&split=dev&view=worse&item={ids[11]}")
+    page.get_by_placeholder("words in the title, text or actions").fill("")
+    page.get_by_role("link", name="Compare").click()
+    page.get_by_text("Coverage").wait_for()
+    settle(page)
+    page.get_by_role("link", name="Fine-tune").click()
+    page.get_by_text("New run").wait_for()
+    page.get_by_role("link", name="Browse").click()
+    wait_for_item(page, 12, ids[11])
+    assert "dataset=dilemmas" in page.url and "split=dev" in page.url
