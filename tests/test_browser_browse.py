@@ -10,6 +10,7 @@ import pytest
 from ethdash import annotations
 
 from .browser import open_item_id, settle, wait_for_item
+from .conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -126,3 +127,47 @@ def test_the_open_item_survives_a_visit_to_another_page(page, browser_app):
     page.get_by_role("link", name="Browse").click()
     wait_for_item(page, 12, ids[11])
     assert "dataset=dilemmas" in page.url and "split=dev" in page.url
+
+
+def sidebar_options(page, label: str) -> list[str]:
+    """Open a sidebar select box and read its options (then close it with Escape)."""
+    box = page.get_by_test_id("stSidebar").get_by_label(label)
+    if box.is_disabled():  # Streamlit disables a select box that has no options
+        return []
+    box.click()
+    options = [o.inner_text() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    return options
+
+
+def test_what_the_command_line_adds_appears_at_the_next_interaction(page, browser_app, tmp_path):
+    """Adapters, datasets and templates added outside the app (from the command line) are offered in the
+    sidebar after the next click, without restarting the app or changing page."""
+    from tests.conftest import run_cli
+    from tests.helpers import MODEL, make_adapter
+
+    ids = table_ids(browser_app.store, "dev")
+    browse(page, browser_app.url, "dataset=dilemmas&split=dev&view=worse")
+    assert "bt-cli-lora" not in sidebar_options(page, "Adapters (the base model is always shown)")
+
+    adapter = make_adapter(tmp_path / "bt-cli-lora", seed=5, rank=2)
+    env = browser_app.env()
+    assert run_cli("adapters", "add", "bt-cli-lora", str(adapter), "--base", MODEL, env=env).returncode == 0
+    template = (ROOT / "ethdash" / "templates" / "dilemmas-worse.toml").read_text()
+    user_templates = browser_app.home / "templates"
+    user_templates.mkdir(exist_ok=True)
+    (user_templates / "bt-better.toml").write_text(template.replace('name = "dilemmas-worse"', 'name = "bt-better"'))
+    survey = tmp_path / "survey.csv"
+    survey.write_text("uid,scenario,n_yes,n_no\ns1,Keeping a found wallet,1,9\ns2,Returning it,8,2\n")
+    imported = run_cli(
+        "data", "import", str(survey), "--dataset", "bt-survey", "--text-column", "scenario",
+        "--id-column", "uid", "--option", "YES=n_yes", "--option", "NO=n_no", env=env,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+
+    page.get_by_role("button", name="Next").click()  # any interaction
+    wait_for_item(page, 2, ids[1])
+    settle(page)
+    assert "bt-cli-lora" in sidebar_options(page, "Adapters (the base model is always shown)")
+    assert "bt-better" in sidebar_options(page, "Template")
+    assert "bt-survey" in sidebar_options(page, "Dataset")
