@@ -171,3 +171,29 @@ def test_what_the_command_line_adds_appears_at_the_next_interaction(page, browse
     assert "bt-cli-lora" in sidebar_options(page, "Adapters (the base model is always shown)")
     assert "bt-better" in sidebar_options(page, "Template")
     assert "bt-survey" in sidebar_options(page, "Dataset")
+
+
+def test_scenario_text_stays_text_and_the_app_listens_on_loopback(page, browser_app, tmp_path):
+    """Scenario text comes from the internet: HTML and Markdown in it are shown literally, never run."""
+    import psutil
+
+    from .test_app import HOSTILE, hostile_dataset
+
+    hostile_dataset(browser_app.store, tmp_path)
+    listening = {c.laddr.ip for c in psutil.Process(browser_app.process.pid).net_connections() if c.status == "LISTEN"}
+    assert listening == {"127.0.0.1"}
+
+    page.goto(f"{browser_app.url}/?dataset=hostile&split=dev&item=h1")
+    wait_for_item(page, 2, "h1")
+    page.get_by_text(HOSTILE.replace("&amp;", "&")).wait_for(timeout=10_000)  # literally, as text
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.title() != "pwned"
+    assert page.locator("strong", has_text="not bold").count() == 0
+    page.get_by_text("Human vote split").first.wait_for(timeout=60_000)  # the chart rendered
+
+    page.get_by_test_id("stSidebar").get_by_label("Dataset").click()  # the sidebar's dataset choice
+    page.get_by_role("option", name="anecdotes").click()
+    page.get_by_text(re.compile(r"^\d+ of \d+ items$")).wait_for()
+    settle(page)
+    assert "dataset=anecdotes" in page.url
+    page.get_by_role("heading", name=re.compile(r"^anecdotes · sample")).wait_for()
