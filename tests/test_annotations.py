@@ -93,9 +93,9 @@ def test_an_annotation_from_the_page_survives_a_rerun(store):
     at.query_params["dataset"] = "dilemmas"
     at.query_params["annotator"] = "ada"
     at.run()
-    at.radio(key="a_judgment").set_value("action 2")
-    at.text_input(key="a_tags").set_value("family, privacy")
-    at.text_area(key="a_note").set_value("**not bold** <b>no</b>")
+    next(r for r in at.radio if r.label == "Your judgment").set_value("action 2")
+    next(t for t in at.text_input if t.label == "Tags").set_value("family, privacy")
+    next(t for t in at.text_area if t.label == "Note").set_value("**not bold** <b>no</b>")
     at.button[-1].click().run()
     assert not at.exception and any("Saved for ada" in s.value for s in at.success)
     at.run()  # a rerun: the record is still there, from the store
@@ -103,3 +103,36 @@ def test_an_annotation_from_the_page_survives_a_rerun(store):
     assert len(saved) == 1 and saved.iloc[0]["judgment"] == "action 2"
     assert list(saved.iloc[0]["tags"]) == ["family", "privacy"] and saved.iloc[0]["note"] == "**not bold** <b>no</b>"
     assert at.dataframe[-1].value.iloc[0]["annotator"] == "ada"
+
+
+def test_each_save_says_what_it_changed_and_latest_is_the_annotators_own(store):
+    import_paths(store, [demo_dir()])
+    item = ("dilemmas", "demo", "demo-dilemma-03")
+    saves = [
+        ("ada", "action 1", 0.8, ("family", "money"), "first"),
+        ("bob", None, 0.5, (), ""),
+        ("ada", "action 1", 0.8, ("family", "money", "honesty"), "first"),
+        ("ada", "action 2", 0.6, ("money",), "second thoughts"),
+    ]
+    for who, judgment, confidence, tags, note in saves:
+        annotations.save(
+            store, annotations.Annotation(*item, who, judgment, confidence, tags, note), ("action 1", "action 2")
+        )
+    history = annotations.history(store, *item)
+    assert list(history["annotator"]) == ["ada", "ada", "bob", "ada"]  # newest first
+    assert list(history["changed"]) == [
+        "judgment: action 1 → action 2; confidence: 0.80 → 0.60; tags: − family − honesty; note edited",
+        "tags: + honesty",
+        "first save",
+        "first save",
+    ]
+    mine = annotations.latest(store, *item, "ada")
+    assert (mine["judgment"], mine["confidence"], list(mine["tags"]), mine["note"]) == (
+        "action 2",
+        pytest.approx(0.6),
+        ["money"],
+        "second thoughts",
+    )
+    assert annotations.latest(store, *item, "carol") is None
+    unchanged = {"judgment": "action 2", "confidence": 0.6, "tags": ("money",), "note": "second thoughts"}
+    assert annotations.describe_change(mine, unchanged) == "no change"
