@@ -5,6 +5,7 @@ Pure functions over frames, plus one loader; the page only arranges widgets arou
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,9 @@ class Filters:
     post_types: tuple[str, ...] = ()  # empty: all
     tags: tuple[str, ...] = ()  # items annotated with any of these tags (empty: all)
     min_disagreement: float | None = None  # items where the "disagreement" column exceeds this
+    # At most this many of the items that pass, a fixed pseudo-random choice: the same items on every
+    # run and machine (chosen by a hash of split and id), so that a quick look is cached like any other.
+    sample: int | None = None
 
 
 def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
@@ -70,7 +74,12 @@ def apply_filters(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
         keep &= frame["tags"].map(lambda t: bool(wanted.intersection(t)))
     if f.min_disagreement is not None:
         keep &= frame["disagreement"].fillna(-1.0) > f.min_disagreement
-    return frame[keep]
+    kept = frame[keep]
+    if f.sample is not None and len(kept) > f.sample:
+        rank = [hashlib.sha256(f"{s}/{i}".encode()).hexdigest() for s, i in zip(kept["split"], kept["item_id"])]
+        chosen = sorted(range(len(kept)), key=rank.__getitem__)[: f.sample]
+        kept = kept.iloc[sorted(chosen)]
+    return kept
 
 
 def with_tags(frame: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:

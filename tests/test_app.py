@@ -136,3 +136,18 @@ def test_the_item_view_shows_model_probabilities_beside_the_humans(store, tmp_pa
     at.run()  # a rerun reads the cache: nothing is computed again
     with store.connect() as con:
         assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 4
+
+
+def test_a_sample_of_the_filtered_items_is_fixed_and_a_subset(store, shared_data):
+    from ethdash.browse import Filters, apply_filters, item_table
+
+    import_paths(store, [shared_data / "scruples" / "dilemmas" / "test.scruples-dilemmas.jsonl"])
+    table = item_table(store, "dilemmas", "test", "worse", ("action 1", "action 2"))
+    contro = apply_filters(table, Filters(controversial=True))
+    sample = apply_filters(table, Filters(controversial=True, sample=40))
+    assert len(sample) == 40 and set(sample["item_id"]) <= set(contro["item_id"])
+    assert list(sample.index) == sorted(sample.index)  # in the table's order
+    again = apply_filters(table.sample(frac=1.0, random_state=3), Filters(controversial=True, sample=40))
+    assert set(again["item_id"]) == set(sample["item_id"])  # the same items, whatever the row order
+    assert len(apply_filters(table, Filters(sample=5000))) == len(table)
+    assert apply_filters(table, Filters(controversial=True, sample=20))["item_id"].isin(sample["item_id"]).all()
