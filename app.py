@@ -26,11 +26,12 @@ def _synced_from_url(param: str, key: str, valid) -> None:
     click on another page that opens an item), else leave the widget as the person set it.
 
     The widget is the source of truth between interactions; the URL is written from it after each run
-    (see `_to_url`). A URL value differs from the one last written only when something else set it.
+    (see `_to_url`). A URL value differs from the one last written only when something else set it. A
+    widget without a value (`st.switch_page` drops every widget's state) is seeded from the URL too.
     """
     wanted = params.get(param)
     written = st.session_state.setdefault("_url_written", {})
-    if wanted is not None and wanted != written.get(param) and valid(wanted):
+    if wanted is not None and (wanted != written.get(param) or key not in st.session_state) and valid(wanted):
         st.session_state[key] = wanted
 
 

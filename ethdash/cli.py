@@ -192,6 +192,13 @@ def data_stats(as_json: bool, draws: int) -> None:
 @click.option("--split", default=None, help="Default: every split.")
 @click.option("--limit", type=int, default=None, help="Score only the first N items.")
 @click.option(
+    "--items",
+    "items_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Score only the items named in this file, one item id per line.",
+)
+@click.option(
     "--order",
     type=click.Choice(["both", "ab", "ba"]),
     default="both",
@@ -207,6 +214,7 @@ def score(
     dataset: str,
     split: str | None,
     limit: int | None,
+    items_file: Path | None,
     order: str,
     backend: str,
     server: str | None,
@@ -216,7 +224,12 @@ def score(
     from ethdash.backends.factory import make_scorer
 
     store = Store()
-    job = scoring.Job(model_name or DEFAULT_MODEL, template_name, dataset, split, adapter, limit, order, backend)
+    item_ids = _item_ids(items_file) if items_file else None
+    job = scoring.Job(
+        model_name or DEFAULT_MODEL, template_name, dataset, split, adapter, limit, order, backend, item_ids
+    )
+    if item_ids is not None:
+        _check_items_exist(store, dataset, split, template_name, item_ids, items_file)
     scorer, prompter, dtype = make_scorer(store, job, server)
     plan = scoring.plan(store, job, dtype)
     click.echo(
@@ -232,13 +245,43 @@ def score(
     )
 
 
+def _item_ids(path: Path) -> tuple[str, ...]:
+    """The item ids of an --items file: one per line, blank lines skipped."""
+    ids = tuple(dict.fromkeys(line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()))
+    if not ids:
+        raise EthdashError(f"{path} names no item: write one item id per line")
+    return ids
+
+
+def _check_items_exist(
+    store: Store, dataset: str, split: str | None, template_name: str, item_ids: tuple[str, ...], path: Path
+) -> None:
+    """Every id of an --items file must name an item of the dataset (and split): a typo is an error, not a skip."""
+    from ethdash import templates
+
+    if dataset not in {d.name for d in catalog.datasets(store)}:
+        return  # planning says so, with the datasets there are
+    view = templates.get(template_name).view
+    found = set(catalog.items_frame(store, dataset, split, view, item_ids=item_ids)["item_id"])
+    unknown = [i for i in item_ids if i not in found]
+    if unknown:
+        where = f"{dataset}/{split}" if split else dataset
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise EthdashError(
+            f"{len(unknown)} of the {len(item_ids)} ids in {path} are not items of {where} with votes in the "
+            f"view '{view}': {shown}"
+        )
+
+
 def _score_progress():
+    from ethdash.durations import human_duration
+
     live = sys.stderr.isatty()
 
     def show(p) -> None:
         rate = p.done / p.elapsed_s if p.elapsed_s > 0 else 0.0
-        eta = (p.total - p.done) / rate if rate > 0 else float("nan")
-        line = f"  {p.done}/{p.total} scored  {rate:5.1f}/s  ETA {eta:5.0f} s"
+        eta = "about " + human_duration((p.total - p.done) / rate) if rate > 0 else "unknown"
+        line = f"  {p.done}/{p.total} scored  {rate:5.1f}/s  ETA {eta}"
         click.echo(("\r" if live else "") + line, err=True, nl=not live or p.done == p.total)
 
     return show

@@ -31,6 +31,15 @@ METRICS: dict[str, tuple[str, bool]] = {
 }
 HUMAN_CEILING = "humans (second sample)"
 
+# Fewer compared items than this and the metrics, their intervals and the fitted c and T* swing with
+# every item added (T* went 50 → 0.19 → 100 over 20, 21, 53 real dilemmas): they are flagged.
+SMALL_SAMPLE = 30
+# Where c and T* are searched (ethdash.metrics): a fit at an end of its range did not find an optimum.
+FIT_RANGES: dict[str, tuple[float, float]] = {
+    "c": tuple(float(np.exp(b)) for b in metrics.LOG_C_BOUNDS),
+    "T*": tuple(float(np.exp(b)) for b in metrics.LOG_T_BOUNDS),
+}
+
 
 @dataclass(frozen=True)
 class Predictions:
@@ -77,6 +86,67 @@ def human_ceiling(second_counts: object) -> np.ndarray:
     so that an option nobody in the small sample chose does not get probability 0."""
     n = as_counts(second_counts)
     return (n + 1.0) / (n.sum(axis=1, keepdims=True) + n.shape[1])
+
+
+def at_bound(value: float, bounds: tuple[float, float], tolerance: float = 1e-3) -> str | None:
+    """Which end ("lower", "upper") of its search range a fitted value sits at, or None. "At" is within
+    `tolerance` of the range's width on the log scale: where the objective flattens toward an end (c of a
+    system the votes do not tell from a multinomial), the bounded search stops just short of it."""
+    if not np.isfinite(value) or value <= 0:
+        return None
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    for end, bound in (("lower", low), ("upper", high)):
+        if abs(np.log(value) - bound) <= tolerance * (high - low):
+            return end
+    return None
+
+
+def small_sample_warning(n_items: int) -> str | None:
+    if n_items >= SMALL_SAMPLE:
+        return None
+    return (
+        f"only {n_items} items (fewer than {SMALL_SAMPLE}): the metrics, their intervals and the fitted c and T* "
+        "are unreliable"
+    )
+
+
+def fit_warnings(pred: Predictions) -> dict[str, str]:
+    """Per metric ("dirichlet", "calibrated_xent"): a warning when the system's c or T* (any fold's) is
+    at an end of its search range."""
+    out = {}
+    for metric, name, values in (("dirichlet", "c", pred.c), ("calibrated_xent", "T*", pred.t)):
+        low, high = FIT_RANGES[name]
+        hits = sorted({(end, float(v)) for v in values if (end := at_bound(float(v), (low, high)))})
+        if hits:
+            end, value = hits[-1]
+            out[metric] = (
+                f"{pred.label}: {name} = {value:.3g} is at the {end} end of its search range [{low:g}, {high:g}]: "
+                f"the fit has no optimum inside it, so its {METRICS[metric][0]} rests on an arbitrary value"
+            )
+    return out
+
+
+def fit_summary(pred: Predictions) -> str:
+    """c and T* as the table uses them: one value, or one per fold when cross-fitted folds differ."""
+
+    def values(v: np.ndarray) -> list[str]:
+        return list(dict.fromkeys(f"{x:.3g}" for x in sorted(float(x) for x in v if np.isfinite(x)))) or ["none"]
+
+    c, t = values(pred.c), values(pred.t)
+    per_fold = " (per fold)" if len(c) > 1 or len(t) > 1 else ""
+    return f"c={' / '.join(c)}, T*={' / '.join(t)}{per_fold}"
+
+
+def table_warnings(table: pd.DataFrame) -> list[str]:
+    """The distinct warnings of a metric table, in order (for the page, a manifest, a caption)."""
+    if "warning" not in table:
+        return []
+    out: list[str] = []
+    for cell in table["warning"]:
+        for warning in filter(None, str(cell).split("; ")) if cell else ():
+            if warning not in out:
+                out.append(warning)
+    return out
 
 
 def item_metrics(counts: object, pred: Predictions) -> pd.DataFrame:
@@ -136,14 +206,19 @@ def _per_metric(counts: np.ndarray, pred: Predictions, idx: np.ndarray) -> dict[
 def metric_table(
     counts: object, preds: list[Predictions], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> pd.DataFrame:
-    """One row per (system, metric): estimate and percentile bootstrap interval over items."""
+    """One row per (system, metric): estimate and percentile bootstrap interval over items, and a warning
+    where the sample is small or the row's fitted c or T* is at an end of its search range."""
     n = as_counts(counts)
     idx = resample_indices(len(n), n_resamples, seed)
+    small = small_sample_warning(len(n))
     rows = []
     for pred in preds:
+        at_ends = fit_warnings(pred)
         for name, (estimate, resampled) in _per_metric(n, pred, idx).items():
             est, low, high = _interval(estimate, resampled, level)
-            rows.append(_row(pred.label, name, est, low, high, len(n), pred))
+            row = _row(pred.label, name, est, low, high, len(n), pred)
+            row["warning"] = "; ".join(filter(None, (small, at_ends.get(name))))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

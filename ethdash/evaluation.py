@@ -103,11 +103,13 @@ def load(
     backend: str = "local",
     keep: set[tuple[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
-    """(the selected items, each system's per-item probabilities on them, coverage per system).
+    """(the selected items, each system's per-item probabilities on them, coverage per system: scored and
+    items among the selected, and split_scored and split_items over the whole split, before filters).
 
     keep: only these (split, item id), e.g. a seeded evaluation part."""
     with store.connect():
         table = browse.item_table(store, dataset, split, view, options)
+        split_items = len(table)
         if filters is not None and not table.empty:
             table = browse.apply_filters(table, filters)
         if keep is not None and not table.empty:
@@ -116,10 +118,19 @@ def load(
         per_system, coverage = {}, []
         for system in systems:
             _, probs = probabilities(store, system, dataset, split, backend)
+            split_scored = len(probs)
             inside = np.array([k in keys for k in zip(probs["split"], probs["item_id"])], dtype=bool)
             probs = probs.loc[inside] if len(probs) else probs
             per_system[system.label] = probs
-            coverage.append({"system": system.label, "scored": len(probs), "items": len(table)})
+            coverage.append(
+                {
+                    "system": system.label,
+                    "scored": len(probs),
+                    "items": len(table),
+                    "split_scored": split_scored,
+                    "split_items": split_items,
+                }
+            )
     return table, per_system, pd.DataFrame(coverage)
 
 

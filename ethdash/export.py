@@ -76,11 +76,29 @@ def figure_bytes(fig: go.Figure, fmt: str) -> bytes:
             )
 
 
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
 def latex_table(frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> str:
-    """A booktabs table (\\toprule, \\midrule, \\bottomrule); text cells are escaped for LaTeX."""
+    """A booktabs table (\\toprule, \\midrule, \\bottomrule); text cells and the caption are escaped for LaTeX."""
     styler = frame.style.hide(axis="index").format(precision=3, escape="latex", na_rep="--")
     styler = styler.format_index(escape="latex", axis=1)
-    return styler.to_latex(hrules=True, caption=caption or None, position_float="centering")
+    return styler.to_latex(hrules=True, caption=latex_escape(caption) or None, position_float="centering")
+
+
+def with_warnings(caption: str, warnings: list[str] | None) -> str:
+    """A table's caption followed by its warnings (small samples, fits at a bound), so that they travel
+    with the table into a paper."""
+    if not warnings:
+        return caption
+    return " ".join([caption, *(f"Warning: {w}." for w in warnings)]).strip()
 
 
 def table_bytes(frame: pd.DataFrame, fmt: str, caption: str = "") -> bytes:
@@ -164,6 +182,9 @@ def write_figure(fig: go.Figure, folder: Path, stem: str, meta: dict) -> list[Pa
 
 
 def write_table(frame: pd.DataFrame, folder: Path, stem: str, meta: dict, caption: str = "") -> list[Path]:
+    """The table as CSV, Parquet and LaTeX, and its manifest; the manifest's `warnings` (if any) are added
+    to the LaTeX caption."""
+    caption = with_warnings(caption, meta.get("warnings"))
     paths = []
     for fmt in TABLE_FORMATS:
         path = folder / f"{stem}.{fmt}"

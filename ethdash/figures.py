@@ -6,8 +6,11 @@ HTML in labels. Figures carry option names and numbers only.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -148,16 +151,47 @@ def difference_histogram(frame: pd.DataFrame, x_title: str) -> go.Figure:
 
 
 def curves_chart(records: pd.DataFrame, title: str) -> go.Figure:
-    """Training curves: one line per series (columns step, value, series)."""
-    fig = go.Figure()
-    for k, (series, rows) in enumerate(records.groupby("series", sort=False)):
+    """Training curves, each quantity in its own panel on its own axis (columns step, value, series, unit):
+    a loss and an accuracy share no scale. The panels share the steps axis; a unit of "%" reads values as
+    fractions."""
+    groups = list(records.groupby("series", sort=False))
+    columns = 1 if len(groups) == 1 else 2
+    rows = math.ceil(len(groups) / columns)
+    fig = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=[str(series) for series, _ in groups],
+        specs=[[{} if r * columns + c < len(groups) else None for c in range(columns)] for r in range(rows)],
+        horizontal_spacing=0.1,
+        vertical_spacing=0.25 / rows,
+    )
+    for k, (series, points) in enumerate(groups):
+        row, column = divmod(k, columns)
+        unit = str(points["unit"].iloc[0]) if "unit" in points else ""
+        percent = unit == "%"
         fig.add_trace(
             go.Scatter(
-                x=rows["step"],
-                y=rows["value"],
-                mode="lines+markers" if len(rows) < 30 else "lines",
+                x=points["step"],
+                y=points["value"],
+                mode="lines+markers" if len(points) < 30 else "lines",
                 name=str(series),
                 line=dict(color=PALETTE[k % len(PALETTE)]),
-            )
+                hovertemplate=f"step %{{x}}: %{{y:{'.1%' if percent else '.4g'}}}"
+                f"{'' if percent else ' ' + unit}<extra>{series}</extra>",
+            ),
+            row=row + 1,
+            col=column + 1,
         )
-    return _layout(fig, title, "step", "nats", 320)
+        fig.update_yaxes(title_text=unit, tickformat=".0%" if percent else None, row=row + 1, col=column + 1)
+        lowest = k + columns >= len(groups)  # the lowest panel of its column
+        fig.update_xaxes(title_text="step" if lowest else None, row=row + 1, col=column + 1)
+    fig.update_xaxes(matches="x")  # the same steps under every panel
+    fig.update_layout(
+        title=title,
+        font=FONT,
+        template="simple_white",
+        height=90 + 250 * rows,
+        margin=dict(l=60, r=10, t=70, b=40),
+        showlegend=False,
+    )
+    return fig

@@ -22,7 +22,8 @@ from ethdash.store import Store
 # (see `keep_page_state`) so that filters and choices survive a visit to another page.
 PAGE_STATE = (
     "f_contro", "f_margin", "f_search", "f_types", "f_tags", "f_against", "f_min_disagreement",
-    "c_contro", "c_margin", "c_types", "c_calibration", "c_a", "c_b", "c_option", "c_sort",
+    "c_contro", "c_margin", "c_types", "c_search", "c_sample", "c_score_scope", "c_calibration",
+    "c_a", "c_b", "c_option", "c_sort",
     "ft_run",
 )  # fmt: skip
 

@@ -123,5 +123,4 @@ def open_position(page) -> tuple[int, int]:
 
 def sidebar_value(page, label: str) -> str:
     """What a sidebar select box shows."""
-    box = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(has_text=label)
-    return box.locator("[data-baseweb='select'] div[value], [data-baseweb='select'] span").first.inner_text()
+    return page.get_by_test_id("stSidebar").get_by_role("combobox", name=label, exact=True).input_value()

@@ -143,3 +143,72 @@ def test_the_evaluation_part_is_seeded_disjoint_and_kept_out_of_training():
     assert list(held["item_id"]) == list(again_held["item_id"]) and list(rest["item_id"]) == list(again_rest["item_id"])
     assert list(evaluation_part(frame, 0.2, seed=1)[1]["item_id"]) != list(held["item_id"])
     assert evaluation_part(frame, 0.0, seed=0)[1].empty
+
+
+def test_fits_at_an_end_of_their_search_range_are_found():
+    low, high = compare.FIT_RANGES["T*"]
+    assert (low, high) == pytest.approx((0.01, 100.0))
+    assert compare.FIT_RANGES["c"] == pytest.approx((1e-3, 1e6))
+    assert compare.at_bound(99.99993, (low, high)) == "upper"
+    assert compare.at_bound(0.0100002, (low, high)) == "lower"
+    assert compare.at_bound(998_690.0, compare.FIT_RANGES["c"]) == "upper"  # where a flat objective stops
+    for inside in (0.188, 1.0, 50.0, 95.0):
+        assert compare.at_bound(inside, (low, high)) is None
+    assert compare.at_bound(float("nan"), (low, high)) is None
+    # Real fits: votes split 3-2 with probabilities that carry no signal flatten T* to its upper end;
+    # probabilities that put the majority below 1/2 on every item send c to its lower end.
+    counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)
+    wrong = np.where(counts > 0, 0.1, 0.9)
+    assert compare.at_bound(metrics.fit_temperature(counts, wrong), (low, high)) == "upper"
+    assert compare.at_bound(metrics.fit_concentration(counts, wrong), compare.FIT_RANGES["c"]) == "lower"
+
+
+def test_small_samples_and_fits_at_a_bound_are_warned_about_in_the_table():
+    counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)  # 20 items
+    wrong = compare.cross_fitted("wrong", counts, np.where(counts > 0, 0.1, 0.9))
+    fine = compare.with_fit("fine", (counts + 1) / 7, 10.0, 1.0)
+    table = compare.metric_table(counts, [wrong, fine], n_resamples=50).set_index(["system", "metric"])
+    small = "only 20 items (fewer than 30)"
+    assert table["warning"].str.startswith(small).all()  # every row
+    assert (
+        "T* = 100 is at the upper end of its search range [0.01, 100]"
+        in table.loc[("wrong", "calibrated_xent")]["warning"]
+    )
+    assert "c = 0.001 is at the lower end" in table.loc[("wrong", "dirichlet")]["warning"]
+    assert "search range" not in table.loc[("wrong", "xent")]["warning"]
+    assert table.xs("fine", level="system")["warning"].eq(compare.small_sample_warning(20)).all()
+    warnings = compare.table_warnings(table.reset_index())
+    assert warnings[0].startswith(small) and len(warnings) == 3  # the small sample once, then each fit
+    assert [w.split(":")[0] for w in warnings[1:]] == ["wrong", "wrong"]
+
+    many = np.tile(counts, (2, 1))  # 40 items: no sample warning, and fits inside their range
+    table = compare.metric_table(many, [compare.with_fit("fine", (many + 1) / 7, 10.0, 1.0)], n_resamples=20)
+    assert (table["warning"] == "").all() and compare.table_warnings(table) == []
+    assert compare.small_sample_warning(29) and compare.small_sample_warning(compare.SMALL_SAMPLE) is None
+
+
+def test_the_fit_summary_gives_each_folds_value_not_their_median():
+    """A median over two folds at 0.19 and 100 read as T* = 50: a value no fold had."""
+    pred = compare.Predictions(
+        "s", np.full((4, 2), 0.5), np.array([3.0, 3.0, 5.0, 5.0]), np.array([0.19, 100, 0.19, 100])
+    )
+    assert compare.fit_summary(pred) == "c=3 / 5, T*=0.19 / 100 (per fold)"
+    assert compare.fit_summary(compare.with_fit("s", np.full((4, 2), 0.5), 12.0, 1.7)) == "c=12, T*=1.7"
+
+
+def test_a_table_export_carries_its_warnings_in_the_caption_the_manifest_and_a_column(tmp_path):
+    from ethdash import export
+
+    counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)
+    table = compare.metric_table(counts, [compare.cross_fitted("s_1", counts, np.where(counts > 0, 0.1, 0.9))], 20)
+    notes = compare.table_warnings(table)
+    paths = export.write_table(
+        table, tmp_path, "metrics", {"what": "metric table", "warnings": notes}, "95% of 20 items"
+    )
+    tex = (tmp_path / "metrics.tex").read_text()
+    assert "\\caption{95\\% of 20 items Warning: only 20 items (fewer than 30)" in tex  # escaped: % starts a comment
+    assert "s\\_1: T* = 100 is at the upper end of its search range [0.01, 100]" in tex
+    assert json.loads((tmp_path / "metrics.manifest.json").read_text())["warnings"] == notes
+    assert pd.read_csv(tmp_path / "metrics.csv")["warning"].str.startswith("only 20 items").all()
+    assert len(paths) == 4
+    assert export.with_warnings("caption", []) == "caption"

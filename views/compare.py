@@ -6,6 +6,8 @@ import streamlit as st
 
 from ethdash import background, catalog, compare, ui
 from ethdash.browse import Filters
+from ethdash.durations import human_duration
+from ethdash.errors import EthdashError
 from ethdash.evaluation import CROSS_FIT, evaluate, load
 from ethdash.figures import difference_histogram, reliability_chart, scatter_chart
 from ethdash.store import Store
@@ -28,9 +30,22 @@ with st.expander("Slice the items", expanded=False):
     left, middle, right = st.columns([1, 2, 2])
     contro = left.radio("Controversial", ["all", "yes", "no"], horizontal=True, key="c_contro")
     margin = middle.slider("Vote margin", 0.0, 1.0, (0.0, 1.0), step=0.05, key="c_margin")
+    # Dilemmas have three margins only: words are what narrows them to a few dozen items.
+    search = right.text_input("Search text", key="c_search", placeholder="words in the title, text or actions")
+    types_col, sample_col = st.columns([3, 1])
     known_types = catalog.post_types(store, selection["dataset"])
-    post_types = right.multiselect("Post type", known_types, key="c_types") if known_types else []
-filters = Filters({"all": None, "yes": True, "no": False}[contro], margin, "", tuple(post_types))
+    post_types = types_col.multiselect("Post type", known_types, key="c_types") if known_types else []
+    sample = sample_col.number_input(
+        "At most (items; 0: all)",
+        min_value=0,
+        value=0,
+        step=50,
+        key="c_sample",
+        help="A quick look: a fixed pseudo-random sample of the sliced items, the same on every visit.",
+    )
+filters = Filters(
+    {"all": None, "yes": True, "no": False}[contro], margin, search, tuple(post_types), sample=int(sample) or None
+)
 
 other_splits = [s for s in catalog.splits(store, selection["dataset"]) if s != selection["split"]]
 calibration = st.radio(
@@ -55,44 +70,116 @@ def evaluation_tables(key: tuple, scored_counts: tuple):
     return ev, ev.table(), ev.references()
 
 
-def coverage_now() -> pd.DataFrame:
-    return load(
+def selected_now() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the items of the slice, coverage per system), read from the store now."""
+    table, _, coverage = load(
         Store(), systems, selection["dataset"], selection["split"], selection["view"], options, filters, ui.backend()
-    )[2]
+    )
+    return table, coverage
 
 
-def running_jobs() -> list[dict]:
-    return [j for j in background.jobs() if j["running"] and j["dataset"] == selection["dataset"]]
+def page_jobs() -> list[dict]:
+    """The background jobs of this dataset and split: running ones first, then the last few that ended."""
+    here = [j for j in background.jobs() if j["dataset"] == selection["dataset"] and j["split"] == selection["split"]]
+    return [j for j in here if j["running"]] + [j for j in here if not j["running"]][:JOBS_SHOWN]
 
 
-@st.fragment(run_every=3)
-def job_progress() -> None:
-    """Progress of background scoring, from the jobs' logs (the store is left alone meanwhile); when the
-    last job ends, the whole page reruns once with the new scores."""
-    running = running_jobs()
-    for job in running:
-        st.caption(f"Scoring {job['system']} in the background: {job['last_line'] or 'starting…'}")
+JOBS_SHOWN = 6  # ended jobs listed under the coverage
+
+
+def _cancel(job_id: str) -> None:
+    try:
+        background.cancel(job_id)
+    except EthdashError as exc:  # it ended meanwhile: its state says how
+        st.session_state["c_job_message"] = str(exc)
+
+
+def _job_line(job: dict) -> None:
+    what = f"{job['items']} sliced items" if job.get("items") else "the whole split"
+    progress = job["progress"]
+    if job["state"] == background.RUNNING:
+        text, share = f"**{job['system']}** on {what}: running, loading the model…", 0.0
+        if progress.to_compute is not None:
+            share = progress.done / progress.to_compute if progress.to_compute else 1.0
+            rate = f", {progress.rate:.1f} scores/s" if progress.rate else ""
+            left = f", about {human_duration(progress.eta_s)} left" if progress.eta_s is not None else ""
+            text = (
+                f"**{job['system']}** on {what}: running, {progress.done} of {progress.to_compute} scores{rate}{left}"
+            )
+        bar, button = st.columns([6, 1], vertical_alignment="bottom")
+        bar.progress(min(share, 1.0), text=text)
+        button.button("Cancel", key=f"c_cancel_{job['id']}", on_click=_cancel, args=(job["id"],))
+        return
+    took = human_duration(max(job["ended_at"] - job["started_at"], 0.0))
+    if job["state"] == background.FINISHED:
+        st.caption(f":material/check_circle: **{job['system']}** on {what}: finished in {took}.")
+    elif job["state"] == background.CANCELLED:
+        st.caption(f":material/cancel: **{job['system']}** on {what}: cancelled after {took}.")
+    else:
+        st.error(f"**{job['system']}** on {what}: failed after {took}. The end of its log:", icon=":material/error:")
+        st.code(job["log_tail"] or "(empty log)", language=None)
+
+
+def _start_jobs(todo: list, item_ids: list[str] | None) -> None:
+    for system in todo:
+        background.start_scoring(system, selection["dataset"], selection["split"], ui.server(), item_ids)
+    st.session_state["c_jobs_running"] = True
+
+
+def coverage_section(items: pd.DataFrame, coverage: pd.DataFrame) -> None:
+    """Coverage, the background-scoring button and the jobs. While jobs run it redraws itself every 3 s
+    with coverage read afresh; when the last one ends the whole page reruns once with the new scores."""
+    jobs_here = page_jobs()
+    running = [j for j in jobs_here if j["running"]]
+    if not st.session_state.pop("c_coverage_fresh", False):  # a rerun of this part alone: read it again
+        items, coverage = selected_now()
+    whole = selection["split"] or "all splits"
+    st.dataframe(
+        coverage.assign(share=coverage["scored"] / coverage["items"].clip(lower=1))[
+            ["system", "scored", "items", "share", "split_scored", "split_items"]
+        ],
+        hide_index=True,
+        key="coverage",
+        column_config={
+            "share": st.column_config.ProgressColumn("coverage", min_value=0.0, max_value=1.0),
+            "split_scored": st.column_config.NumberColumn(f"scored in {whole}"),
+            "split_items": st.column_config.NumberColumn(f"items in {whole}"),
+        },
+    )
+    st.caption(
+        "Scored of the sliced items: " + "; ".join(f"{r.system} {r.scored} of {r.items}" for r in coverage.itertuples())
+    )
+    sliced = len(items) < int(coverage["split_items"].max())
+    only_slice = sliced and st.radio(
+        "Score in the background",
+        [f"the sliced items ({len(items)})", f"the whole of {whole} ({int(coverage['split_items'].max())})"],
+        horizontal=True,
+        key="c_score_scope",
+        help="The sliced items are those the page compares; the whole split ignores the slice.",
+    ).startswith("the sliced")
+    scored, total = ("scored", "items") if only_slice else ("split_scored", "split_items")
+    busy = {j["system"] for j in running}
+    todo = [
+        s for s, row in zip(systems, coverage.to_dict("records")) if row[scored] < row[total] and s.label not in busy
+    ]
+    if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
+        _start_jobs(todo, list(items["item_id"]) if only_slice else None)
+        st.rerun()  # the whole page, so that this part redraws itself while the jobs run
+    if message := st.session_state.pop("c_job_message", None):
+        st.info(message)
+    for job in jobs_here:
+        _job_line(job)
     if st.session_state.get("c_jobs_running") and not running:
         st.session_state["c_jobs_running"] = False
-        st.rerun()
+        st.rerun()  # the last job ended: the metrics below take its scores
     st.session_state["c_jobs_running"] = bool(running)
 
 
 st.subheader("Coverage")
-coverage = coverage_now()
-st.dataframe(
-    coverage.assign(share=coverage["scored"] / coverage["items"].clip(lower=1)),
-    hide_index=True,
-    key="coverage",
-    column_config={"share": st.column_config.ProgressColumn("coverage", min_value=0.0, max_value=1.0)},
-)
-busy = {j["system"] for j in running_jobs()}
-todo = [s for s, row in zip(systems, coverage.itertuples()) if row.scored < row.items and s.label not in busy]
-if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
-    for system in todo:
-        background.start_scoring(system, selection["dataset"], selection["split"], ui.server())
-    st.session_state["c_jobs_running"] = True
-job_progress()
+slice_items, coverage = selected_now()
+st.session_state["c_coverage_fresh"] = True
+polling = any(j["running"] for j in page_jobs())
+st.fragment(coverage_section, run_every=3 if polling else None)(slice_items, coverage)
 scored_counts = tuple(coverage["scored"])
 key = (
     tuple(s.label for s in systems),
@@ -116,21 +203,33 @@ for label, overlap in ev.overlap.items():
         )
 
 st.subheader("Metrics")
+notes = compare.table_warnings(table)
+if notes:
+    st.warning("\n".join(f"- {note}" for note in notes), icon=":material/warning:")
+# Estimate, then its interval on a second line of the cell (the only breakable space is after the
+# estimate): every column fits a 1400 px window, the most important metrics first.
 wide = table.assign(
     value=[
-        f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if not np.isnan(lo) else f"{e:.3f}"
+        f"{e:.3f} [{lo:.3f},\u00a0{hi:.3f}]" if not np.isnan(lo) else f"{e:.3f}"
         for e, lo, hi in zip(table["estimate"], table["low"], table["high"])
     ]
 ).pivot(index="system", columns="metric", values="value")
 wide = wide[[m for m in compare.METRICS if m in wide.columns]].rename(columns={m: compare.METRICS[m][0] for m in wide})
-wide = wide.reindex([p.label for p in ev.predictions])
-st.dataframe(wide, key="metrics_table")
-fits = table[table["metric"].isin(["dirichlet", "calibrated_xent"])].groupby("system")[["c", "T"]].max()
+wide = wide.reindex([p.label for p in ev.predictions]).fillna("—")  # the human ceiling has no position bias
+st.dataframe(
+    wide,
+    key="metrics_table",
+    row_height=66,
+    column_config={
+        "_index": st.column_config.TextColumn("system", width=170),
+        **{name: st.column_config.TextColumn(name, width=105) for name in wide.columns},
+    },
+)
 st.caption(
     "Estimate [95% bootstrap interval, 1,000 resamples of items]. soft xent, Dirichlet score, calibrated xent "
     "in nats per item (lower is better); accuracy against the majority, tied items left out; ECE with 10 bins; "
     "position bias = mean P(first-listed) − 0.5. c and T* per system: "
-    + "; ".join(f"{s} c={r['c']:.3g}, T*={r['T']:.3g}" for s, r in fits.iterrows())
+    + "; ".join(f"{p.label} {compare.fit_summary(p)}" for p in ev.predictions)
     + f" ({calibration}). The human ceiling scores the second 5-vote sample, smoothed as (1 + n) / (N + K)."
 )
 ref_col, export_col = st.columns([1, 2])
@@ -138,8 +237,14 @@ with ref_col:
     st.caption("References on these items (soft xent)")
     st.dataframe(refs, hide_index=True, key="references")
 with export_col:
-    paper = table[["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration"]]
-    ui.export_table(paper, "metrics", lambda: ui.manifest(ev.aligned.items, "metric table"), key="x_metrics")
+    paper = table[["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration", "warning"]]
+    ui.export_table(
+        paper,
+        "metrics",
+        lambda: {**ui.manifest(ev.aligned.items, "metric table"), "warnings": notes},
+        key="x_metrics",
+        caption=f"Metrics on {n_items} items, estimate and 95% bootstrap interval ({calibration}).",
+    )
 
 labels = [p.label for p in ev.predictions]
 if len(labels) >= 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -14,6 +15,7 @@ from ethdash.store import Store
 
 SCHEDULES = ("constant", "linear", "cosine")
 MAX_RANK = 256
+EVALUATIONS_PER_RUN = 10  # the default: enough points for a curve, even in a short first run
 
 
 class ConfigError(EthdashError):
@@ -52,7 +54,7 @@ class RunConfig:
     grad_accum: int = 1
     seed: int = 0
     heldout_fraction: float = 0.2
-    eval_every: int = 20
+    eval_every: int | None = None  # None: about EVALUATIONS_PER_RUN evaluations (see eval_interval)
     checkpoint_every: int = 20
     quantize_4bit: bool = False  # QLoRA, CUDA only
     processes: int = 1  # data-parallel processes (one per GPU), launched through torchrun
@@ -68,6 +70,12 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown settings {sorted(unknown)}")
         return cls(**raw)
+
+
+def eval_interval(eval_every: int | None, total_steps: int) -> int:
+    """Steps between held-out evaluations: the configured interval, or one giving about ten evaluations a
+    run (every step of a run under ten steps, so that even a first try of a few steps draws curves)."""
+    return eval_every or max(1, math.ceil(total_steps / EVALUATIONS_PER_RUN))
 
 
 def validate(config: RunConfig, store: Store) -> int:
@@ -96,7 +104,10 @@ def validate(config: RunConfig, store: Store) -> int:
         (0.0 <= config.eval_fraction < 1.0, "eval_fraction is in [0, 1)"),
         (0.0 <= config.dropout < 1.0, "dropout is in [0, 1)"),
         (config.order in ("both", *templates.ORDERS), "order is ab, ba or both"),
-        (config.eval_every >= 1 and config.checkpoint_every >= 1, "eval_every and checkpoint_every are >= 1"),
+        (
+            (config.eval_every is None or config.eval_every >= 1) and config.checkpoint_every >= 1,
+            "eval_every and checkpoint_every are >= 1",
+        ),
         (isinstance(config.processes, int) and 1 <= config.processes <= 64, "processes is from 1 to 64"),
         (
             config.eval_split is None or config.eval_split != config.split,

@@ -25,6 +25,8 @@ import numpy as np
 
 from ethdash import adapters, catalog, metrics, models, orders, scoring, templates
 from ethdash.batching import last_column, left_pad, length_batches
+from ethdash.durations import Pace, human_duration
+from ethdash.finetune.config import eval_interval
 from ethdash.finetune.data import Example, examples, heldout_split, select_items
 from ethdash.finetune.fused import prepare
 from ethdash.finetune.runs import COMPLETE, Run, remove_incomplete_checkpoints
@@ -57,6 +59,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     heldout_examples = examples(heldout_items, template, options, prompter, "both")
     per_step = config.batch_size * config.grad_accum
     total_steps = config.steps or math.ceil(config.epochs * len(train_examples) / per_step)
+    eval_every = eval_interval(config.eval_every, total_steps)
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     main = rank == 0
@@ -78,6 +81,8 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             ),
             "device_map": local_device if world > 1 else "auto",
         }
+    if main:
+        print(f"loading the weights of {spec.name}", flush=True)
     base = AutoModelForCausalLM.from_pretrained(models.weights_location(spec), **load_kwargs)
     device = next(base.parameters()).device
     remove_incomplete_checkpoints(run)
@@ -122,7 +127,14 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
             total_steps=total_steps,
             train_examples=len(train_examples),
             heldout_items=len(heldout_items),
+            eval_every=eval_every,
             processes=world,
+        )
+        print(
+            f"training {run.name}: steps {start_step + 1}-{total_steps} of batch {per_step} from "
+            f"{len(train_examples)} examples; {len(heldout_items)} held-out items evaluated every {eval_every} "
+            "steps",
+            flush=True,
         )
 
     # torch.compile fuses the elementwise work; the first step compiles for minutes on a CPU.
@@ -162,10 +174,12 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
         model.train()
         record = {"kind": "eval", "step": step, **heldout_metrics(heldout_items, probs, template)}
         run.append_metrics(record)
+        print(eval_line(record), flush=True)
         return record
 
     model.train()
     step = start_step
+    pace = Pace(time.perf_counter(), start_step, total_steps)
     epoch_orders: dict[int, np.ndarray] = {}
     while step < total_steps:
         if agreed(float(should_stop()), "max"):  # every process stops at the same step
@@ -209,15 +223,21 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
                 "seconds": time.perf_counter() - started,
             }
         )
-        run.write_status(step=step)
-        evaluate_now = heldout_examples and (step % config.eval_every == 0 or step == total_steps)
+        evaluate_now = heldout_examples and (step % eval_every == 0 or step == total_steps)
         if evaluate_now:
             evaluate(step)
         if evaluate_now or step % config.checkpoint_every == 0 or step == total_steps:
             _checkpoint(run, model, optimizer, scheduler, step)
+        pace.done(step, time.perf_counter())  # after evaluating and saving: the ETA includes their time
+        run.write_status(
+            step=step, loss=total_loss, seconds_per_step=pace.seconds_per_step, eta_seconds=pace.eta_seconds
+        )
+        if step <= 10 or step % max(1, total_steps // 100) == 0 or step == total_steps:  # <= ~110 lines a run
+            print(step_line(step, total_steps, total_loss, pace.seconds_per_step, pace.eta_seconds), flush=True)
     if main:
         final = _finish(run, store, config)
-        run.write_status(state="succeeded", step=step, final=final, message="finished")
+        run.write_status(state="succeeded", step=step, final=final, message="finished", eta_seconds=0.0)
+        print(f"finished: the adapter of step {final['chosen_step']} is registered as '{config.name}'", flush=True)
     _leave(world)
     return "succeeded"
 
@@ -228,6 +248,22 @@ def _leave(world: int) -> None:
 
         dist.barrier()
         dist.destroy_process_group()
+
+
+def step_line(step: int, total: int, loss: float, seconds_per_step: float | None, eta_seconds: float | None) -> str:
+    """One line of the run's log: "step 5/12  loss 0.6931 nats  1.24 s/step  ETA about 9 s"."""
+    pace = "" if seconds_per_step is None else f"  {seconds_per_step:.2f} s/step"
+    eta = "" if eta_seconds is None else f"  ETA about {human_duration(eta_seconds)}"
+    return f"step {step}/{total}  loss {loss:.4f} nats{pace}{eta}"
+
+
+def eval_line(record: dict) -> str:
+    """The log's line for a held-out evaluation."""
+    return (
+        f"held-out at step {record['step']}: soft xent {record['xent']:.4f} nats, Dirichlet score "
+        f"{record['dirichlet']:.4f} nats (c {record['c']:.2f}), accuracy {record['accuracy']:.1%} "
+        f"({record['items']} items)"
+    )
 
 
 def heldout_metrics(items, probs: dict, template) -> dict:

@@ -1,0 +1,220 @@
+"""Compare in a real browser, as a person uses it: a scatter click that opens the item on Browse, scoring
+in the background (the slice, cancelling, a killed job), warnings on small samples and fits at a bound,
+and a metric table readable at 1400 px. Each test names the problem a new user met (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+
+from ethdash import adapters, background, catalog
+from ethdash.browse import item_table
+from ethdash.processes import alive
+
+from .browser import open_item_id, settle
+from .helpers import MODEL, make_adapter, score_command, wait_until
+
+pytestmark = pytest.mark.browser
+
+OPTIONS = ("action 1", "action 2")
+ADAPTER = "bt-cmp-lora"  # scored on COMPARED items only: Compare with it compares exactly those
+JOBS_ADAPTER = "bt-cmp-jobs"  # scored by nothing but the background jobs of its test
+COMPARED = 12  # test dilemmas with a 3-2 vote: fewer than 30, and the base model's c fit runs to its bound
+SEARCH, SEARCHED = "guitar", 4  # a slice of 4 test dilemmas
+SIDEBAR = {"dataset": "dilemmas", "split": "test", "view": "worse", "model": MODEL, "template": "dilemmas-worse"}
+BASE = f"{MODEL} (base)"
+
+
+@pytest.fixture(scope="module")
+def compared(browser_app, tmp_path_factory) -> list[str]:
+    """COMPARED items of dilemmas/test scored by the base model and by ADAPTER, through `ethdash score --items`
+    (from the end of the split: the Browse tests open its first items). Also registers JOBS_ADAPTER."""
+    folder = tmp_path_factory.mktemp("bt-cmp")
+    store = browser_app.store
+    adapters.register(store, ADAPTER, make_adapter(folder / ADAPTER, seed=11), MODEL)
+    adapters.register(store, JOBS_ADAPTER, make_adapter(folder / JOBS_ADAPTER, seed=12), MODEL)
+    table = item_table(store, "dilemmas", "test", "worse", OPTIONS)
+    ids = list(table[table["margin"].round(2) == 0.2]["item_id"][-COMPARED:])
+    ids_file = folder / "items.txt"
+    ids_file.write_text("".join(f"{i}\n" for i in ids))
+    for adapter in (None, ADAPTER):
+        chosen = ["--adapter", adapter] if adapter else []
+        done = subprocess.run(
+            score_command("--split", "test", "--items", str(ids_file), *chosen),
+            env=browser_app.env(),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"{2 * COMPARED} scores wanted" in done.stderr  # exactly these items, both orders
+    return ids
+
+
+def open_compare(page, url: str, adapter: str) -> None:
+    query = "&".join(f"{k}={v}" for k, v in {**SIDEBAR, "adapters": adapter}.items())
+    page.goto(f"{url}/compare?{query}")
+    page.get_by_text("Coverage", exact=True).wait_for(timeout=120_000)
+    settle(page)
+
+
+def sidebar_choice(page, label: str) -> str:
+    """What a sidebar select box shows (Streamlit 1.67 draws it as a combo box)."""
+    return page.get_by_test_id("stSidebar").get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def metrics_grid(page):
+    """The metric table. Its canvas has an accessible twin in the DOM: a table of the columns drawn."""
+    return page.get_by_test_id("stDataFrame").filter(has=page.locator("[role=columnheader]", has_text="soft xent"))
+
+
+# --- 1: a click on the scatter opens exactly that item, with the same sidebar choice
+
+
+PICK_A_POINT = """() => {
+  // The point farthest from any point of another item (points of one item overlap across systems), in
+  // page pixels, with the item it stands for (_fullData: plotly's decoded arrays).
+  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => (g.layout.title.text || '').includes('humans against'));
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+  const points = [];
+  gd._fullData.forEach(trace => (trace.customdata || []).forEach((cd, j) => points.push({
+    x: box.left + xa._offset + xa.l2p(trace.x[j]), y: box.top + ya._offset + ya.l2p(trace.y[j]),
+    split: cd[0], item: cd[1]})));
+  let best = null, bestGap = -1;
+  for (const p of points) {
+    const gap = Math.min(...points.filter(q => q.item !== p.item).map(q => Math.hypot(p.x - q.x, p.y - q.y)));
+    if (gap > bestGap) { best = p; bestGap = gap; }
+  }
+  return {...best, gap: bestGap, scrollY: window.scrollY};
+}"""
+
+
+def test_a_scatter_click_opens_that_item_on_browse_with_the_same_sidebar(page, browser_app, compared):
+    """Before: on dilemmas/test with an adapter chosen, the click opened another dataset's item 1 and dropped
+    the adapters."""
+    open_compare(page, browser_app.url, ADAPTER)
+    chart = page.locator(".js-plotly-plot").filter(has_text="humans against models")
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    point = page.evaluate(PICK_A_POINT)
+    assert point["item"] in compared and point["split"] == "test" and point["gap"] > 2, point
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_timeout(300)
+    page.mouse.click(point["x"], point["y"])
+
+    page.get_by_text(re.compile(rf"^Item \d+ of \d+ · id {re.escape(point['item'])} ·")).wait_for(timeout=90_000)
+    settle(page)
+    assert open_item_id(page) == point["item"]
+    assert "/compare" not in page.url
+    item = catalog.items_frame(browser_app.store, "dilemmas", "test", "worse", item_ids=[point["item"]]).iloc[0]
+    for action in item["actions"]:  # its text, not another item's
+        assert page.get_by_text(action, exact=False).first.is_visible()
+    params = {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+    assert params == {**SIDEBAR, "adapters": ADAPTER, "item": point["item"]}, params
+    for label, key in (("Dataset", "dataset"), ("Split", "split"), ("Label view", "view"), ("Model", "model")):
+        assert sidebar_choice(page, label) == SIDEBAR[key]
+    assert sidebar_choice(page, "Template") == SIDEBAR["template"]
+    chosen = page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect")
+    assert chosen.get_by_text(ADAPTER, exact=True).is_visible()
+
+
+# --- 7 and 8: warnings, and a readable metric table
+
+
+def test_a_small_sample_and_a_fit_at_its_bound_are_flagged_on_the_page_and_in_the_export(page, browser_app, compared):
+    """Before: the base model's T* went 50 → 0.188 → 100 over 20, 21 and 53 items, with no word of warning."""
+    open_compare(page, browser_app.url, ADAPTER)
+    page.get_by_text(f"Compared on the {COMPARED} items scored by every system").wait_for()
+    page.get_by_text(f"only {COMPARED} items (fewer than 30)").wait_for()
+    at_bound = re.compile(rf"{re.escape(BASE)}: c = [\d.e+]+ is at the upper end of its search range")
+    page.get_by_text(at_bound).wait_for()
+
+    page.get_by_text("Export this table").click()
+    page.get_by_role("button", name="Write table files").click()
+    page.get_by_text(re.compile(r"^Written to ")).wait_for(timeout=60_000)
+    folder = max((browser_app.home / "exports").glob("*-metrics"))
+    manifest = json.loads((folder / "metrics.manifest.json").read_text())
+    assert any(w.startswith(f"only {COMPARED} items (fewer than 30)") for w in manifest["warnings"])
+    assert any(at_bound.match(w) for w in manifest["warnings"]), manifest["warnings"]
+    tex = (folder / "metrics.tex").read_text()
+    assert f"Warning: only {COMPARED} items (fewer than 30)" in tex and "95\\% bootstrap" in tex
+    csv = pd.read_csv(folder / "metrics.csv")
+    assert csv["warning"].str.contains("fewer than 30").all()
+    dirichlet = csv[(csv["system"] == BASE) & (csv["metric"] == "dirichlet")]["warning"].iloc[0]
+    assert "upper end of its search range" in dirichlet
+
+
+def test_every_metric_column_is_readable_at_1400_px(page, browser_app, compared, tmp_path):
+    """Before: at a 1400 px window ECE was cut off and position bias hidden."""
+    open_compare(page, browser_app.url, ADAPTER)
+    grid = metrics_grid(page)
+    grid.wait_for()
+    grid.scroll_into_view_if_needed()
+    headers = [h.strip() for h in grid.locator("[role=columnheader]").all_text_contents()]
+    wanted = ["soft xent", "Dirichlet score", "calibrated xent", "accuracy", "Brier", "ECE", "position bias"]
+    assert headers[1:] == wanted, headers  # every column drawn, the most important first
+    widths = grid.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
+    assert widths[0] <= widths[1], widths  # nothing hides to the right
+    box = grid.bounding_box()
+    assert box["x"] + box["width"] <= 1400
+    grid.screenshot(path=str(tmp_path / "metrics.png"))  # to look at
+
+
+# --- 5: background scoring of the slice, cancelling, a killed job
+
+
+def job_records(adapter: str) -> list[dict]:
+    return [j for j in background.jobs() if j["system"] in (adapter, BASE) and j["dataset"] == "dilemmas"]
+
+
+def test_background_scoring_scores_the_slice_cancels_and_a_killed_job_fails(page, browser_app, on_app, compared):
+    """Before: the button scored the whole split (4,678 prompts per system) whatever the slice, could not be
+    stopped, said "ETA 6392 s", left coverage stale, and a job that died just vanished."""
+    started = {j["id"] for j in background.jobs()}
+    open_compare(page, browser_app.url, JOBS_ADAPTER)
+    page.get_by_text("Slice the items").click()
+    page.get_by_label("Search text").fill(SEARCH)
+    page.get_by_label("Search text").press("Enter")
+    caption = page.get_by_text(re.compile(r"^Scored of the sliced items: "))
+    caption.filter(has_text=f"{JOBS_ADAPTER} 0 of {SEARCHED}").wait_for()
+    settle(page)
+    page.get_by_text(f"the sliced items ({SEARCHED})").wait_for()  # the default scope
+    page.get_by_role("button", name=re.compile(r"^Score the missing items in the background")).click()
+    caption.filter(has_text=f"{JOBS_ADAPTER} {SEARCHED} of {SEARCHED}").wait_for(timeout=600_000)
+    page.get_by_text(f"{JOBS_ADAPTER} on {SEARCHED} sliced items: finished in").wait_for(timeout=60_000)
+    mine = [j for j in job_records(JOBS_ADAPTER) if j["id"] not in started]
+    assert {j["items"] for j in mine} == {SEARCHED} and {j["state"] for j in mine} == {"finished"}
+    adapter_job = next(j for j in mine if j["system"] == JOBS_ADAPTER)
+    assert f"{2 * SEARCHED} scores wanted" in Path(adapter_job["log"]).read_text()  # not the 4,720 of the split
+    settle(page)
+
+    before = {j["id"] for j in background.jobs()}
+    page.get_by_text(re.compile(r"^the whole of test \(2360\)")).click()
+    settle(page)
+    page.get_by_role("button", name=re.compile(r"^Score the missing items in the background")).click()
+    eta = re.compile(r"on the whole split: running, \d+ of \d+ scores, [\d.]+ scores/s, about \d+ (s|min|h)")
+    page.get_by_text(eta).first.wait_for(timeout=600_000)
+    assert not page.get_by_text(re.compile(r"\b\d{3,} s\b")).count()  # no "6392 s"
+    whole = {j["system"]: j for j in background.jobs() if j["id"] not in before}
+    assert set(whole) == {BASE, JOBS_ADAPTER} and all(j["items"] is None for j in whole.values())
+
+    row = page.get_by_test_id("stHorizontalBlock").filter(has_text=f"{JOBS_ADAPTER} on the whole split: running")
+    row.get_by_role("button", name="Cancel").click()
+    page.get_by_text(f"{JOBS_ADAPTER} on the whole split: cancelled after").wait_for(timeout=60_000)
+    assert not alive(whole[JOBS_ADAPTER]["pid"], whole[JOBS_ADAPTER]["pid_started"])
+
+    os.kill(whole[BASE]["pid"], signal.SIGKILL)  # from outside, as a crash or the OOM killer would
+    page.get_by_text(f"{BASE} on the whole split: failed after").wait_for(timeout=60_000)
+    log = page.get_by_test_id("stCode").filter(has_text="scores wanted")
+    log.first.wait_for()
+    wait_until(lambda: background.get(whole[BASE]["id"])["state"] == "failed", timeout_s=10)
+    assert background.get(whole[JOBS_ADAPTER]["id"])["state"] == "cancelled"
