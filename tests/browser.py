@@ -103,9 +103,10 @@ def settle(page, timeout_ms: float = 120_000) -> None:
     page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=timeout_ms)
 
 
-def wait_for_item(page, position: int, item_id: str, timeout_ms: float = 60_000) -> None:
-    """Wait until Browse shows this item at this position of its list."""
-    caption = re.compile(rf"^Item {position} of \d+ · id {re.escape(item_id)} ·")
+def wait_for_item(page, position: int | None, item_id: str, timeout_ms: float = 60_000) -> None:
+    """Wait until Browse shows this item at this position of its list (None: at any position)."""
+    where = r"\d+" if position is None else str(position)
+    caption = re.compile(rf"^Item {where} of \d+ · id {re.escape(item_id)} ·")
     page.get_by_text(caption).wait_for(timeout=timeout_ms)
 
 
