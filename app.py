@@ -97,6 +97,9 @@ _synced_from_url("annotator", "sidebar_annotator", lambda v: True)
 annotator = st.sidebar.text_input("Annotator", key="sidebar_annotator", placeholder="your name, for annotations")
 if annotator:
     _to_url("annotator", annotator)
+elif "annotator" in params:  # a cleared name leaves the URL too, or a reload would bring it back
+    del params["annotator"]
+    st.session_state["_url_written"].pop("annotator", None)
 st.session_state["annotator"] = annotator.strip()
 st.session_state["systems"] = {
     "model": model,

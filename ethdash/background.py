@@ -141,12 +141,13 @@ def progress(lines: Sequence[str]) -> Progress:
 def state(record: dict, running: bool, lines: Sequence[str]) -> str:
     """running, finished, failed or cancelled (pure). A process that ended without the command's last
     line failed, whatever stopped it: an error, a crash, a kill from outside."""
-    if record.get("cancelled_at"):
-        return CANCELLED
-    if running:
+    if running and not record.get("cancelled_at"):
         return RUNNING
-    last = next((line for line in reversed(lines) if line.strip()), "")
-    return FINISHED if last.startswith(DONE_PREFIX) else FAILED
+    # The command prints its last line once, at the very end of a run that succeeded; it wins over a
+    # cancel that came too late, and a warning printed after it (at interpreter exit) does not hide it.
+    if any(line.startswith(DONE_PREFIX) for line in lines):
+        return FINISHED
+    return CANCELLED if record.get("cancelled_at") else FAILED
 
 
 _DERIVED = ("running", "state", "last_line", "log_tail", "progress", "ended_at")
@@ -164,8 +165,9 @@ def _log_lines(record: dict) -> tuple[list[str], float | None]:
 def with_state(record: dict, tail_lines: int = 12) -> dict:
     """The record with `running`, `state`, `progress`, `last_line`, `log_tail` and, once ended, `ended_at`
     (the log's last write: the process writes nothing after it ends)."""
-    lines, mtime = _log_lines(record)
+    # Alive first, then the log: a job that ends between the two is read with its complete log.
     running = alive(record["pid"], record["pid_started"]) and not record.get("cancelled_at")
+    lines, mtime = _log_lines(record)
     out = {**record, "running": running, "state": state(record, running, lines), "progress": progress(lines)}
     written = [line for line in lines if line.strip()]
     out["last_line"] = written[-1] if written else ""

@@ -5,6 +5,7 @@ The only library module that imports streamlit; the pages arrange widgets around
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,15 @@ PAGE_STATE = (
     "c_a", "c_b", "c_option", "c_sort",
     "ft_run",
 )  # fmt: skip
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+
+
+def md(text: object) -> str:
+    """Text from outside (ids, file names, tags, names) made literal inside a Markdown string: Streamlit's
+    captions and messages render Markdown (and its `:icon:` and `:color[...]` directives)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def keep_page_state() -> None:

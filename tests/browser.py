@@ -116,12 +116,17 @@ def open_item_id(page) -> str:
     return re.search(r"· id (\S+) ·", caption).group(1)
 
 
-def open_position(page) -> tuple[int, int]:
-    caption = page.get_by_text(re.compile(r"^Item \d+ of \d+ · id ")).inner_text()
-    found = re.match(r"Item (\d+) of (\d+)", caption)
-    return int(found.group(1)), int(found.group(2))
-
-
 def sidebar_value(page, label: str) -> str:
-    """What a sidebar select box shows."""
+    """What a sidebar select box shows (Streamlit 1.67 draws it as a combo box)."""
     return page.get_by_test_id("stSidebar").get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def sidebar_options(page, label: str) -> list[str]:
+    """Open a sidebar select box and read its options (then close it with Escape)."""
+    box = page.get_by_test_id("stSidebar").get_by_label(label)
+    if box.is_disabled():  # Streamlit disables a select box that has no options
+        return []
+    box.click()
+    options = [o.inner_text() for o in page.get_by_role("option").all()]
+    page.keyboard.press("Escape")
+    return options

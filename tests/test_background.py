@@ -38,6 +38,9 @@ def test_progress_and_state_come_from_the_commands_own_lines():
     assert background.state({}, running=False, lines=[]) == background.FAILED
     assert background.state({"cancelled_at": 1.0}, running=False, lines=lines) == background.CANCELLED
     assert background.state({"cancelled_at": 1.0}, running=True, lines=lines) == background.CANCELLED
+    assert background.state({"cancelled_at": 1.0}, running=False, lines=done) == background.FINISHED  # too late
+    warned = [*done, "Exception ignored in atexit callback"]  # printed at exit, after the last line
+    assert background.state({}, running=False, lines=warned) == background.FINISHED
 
 
 def test_a_job_that_errors_shows_as_failed_with_its_log(store):

@@ -9,7 +9,7 @@ import pytest
 
 from ethdash import annotations
 
-from .browser import open_item_id, settle, wait_for_item
+from .browser import open_item_id, settle, sidebar_options, wait_for_item
 from .conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -75,11 +75,14 @@ def test_twenty_items_with_the_keyboard_and_keys_ignored_while_typing(page, brow
     page.keyboard.press("k")
     wait_for_item(page, 20, ids[19])
     settle(page)
-    page.get_by_label("Note").fill("jjj kkk")  # typing in a field moves nothing
+    page.get_by_label("Note").fill("jjj kkk")  # typing in a field moves nothing:
     page.get_by_label("Note").press("j")
-    page.wait_for_timeout(1500)
+    page.get_by_label("Note").press("k")
+    page.get_by_label("Note").press("j")
+    page.get_by_role("button", name="Next").click()  # one step from item 20, not from where a j would go
+    wait_for_item(page, 21, ids[20])
     settle(page)
-    assert open_item_id(page) == ids[19]
+    assert open_item_id(page) == ids[20]
 
 
 def test_the_annotation_form_starts_from_the_current_annotation(page, browser_app):
@@ -118,7 +121,6 @@ def test_the_open_item_survives_a_visit_to_another_page(page, browser_app):
     """Before: switching pages and coming back reopened item 1."""
     ids = table_ids(browser_app.store, "dev")
     browse(page, browser_app.url, f"dataset=dilemmas&split=dev&view=worse&item={ids[11]}")
-    page.get_by_placeholder("words in the title, text or actions").fill("")
     page.get_by_role("link", name="Compare").click()
     page.get_by_text("Coverage").wait_for()
     settle(page)
@@ -127,17 +129,6 @@ def test_the_open_item_survives_a_visit_to_another_page(page, browser_app):
     page.get_by_role("link", name="Browse").click()
     wait_for_item(page, 12, ids[11])
     assert "dataset=dilemmas" in page.url and "split=dev" in page.url
-
-
-def sidebar_options(page, label: str) -> list[str]:
-    """Open a sidebar select box and read its options (then close it with Escape)."""
-    box = page.get_by_test_id("stSidebar").get_by_label(label)
-    if box.is_disabled():  # Streamlit disables a select box that has no options
-        return []
-    box.click()
-    options = [o.inner_text() for o in page.get_by_role("option").all()]
-    page.keyboard.press("Escape")
-    return options
 
 
 def test_what_the_command_line_adds_appears_at_the_next_interaction(page, browser_app, tmp_path):

@@ -19,7 +19,7 @@ from ethdash import adapters, background, catalog
 from ethdash.browse import item_table
 from ethdash.processes import alive
 
-from .browser import open_item_id, settle
+from .browser import open_item_id, settle, sidebar_value
 from .helpers import MODEL, make_adapter, score_command, wait_until
 
 pytestmark = pytest.mark.browser
@@ -64,11 +64,6 @@ def open_compare(page, url: str, adapter: str) -> None:
     page.goto(f"{url}/compare?{query}")
     page.get_by_text("Coverage", exact=True).wait_for(timeout=120_000)
     settle(page)
-
-
-def sidebar_choice(page, label: str) -> str:
-    """What a sidebar select box shows (Streamlit 1.67 draws it as a combo box)."""
-    return page.get_by_test_id("stSidebar").get_by_role("combobox", name=label, exact=True).input_value()
 
 
 def metrics_grid(page):
@@ -121,8 +116,8 @@ def test_a_scatter_click_opens_that_item_on_browse_with_the_same_sidebar(page, b
     params = {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
     assert params == {**SIDEBAR, "adapters": ADAPTER, "item": point["item"]}, params
     for label, key in (("Dataset", "dataset"), ("Split", "split"), ("Label view", "view"), ("Model", "model")):
-        assert sidebar_choice(page, label) == SIDEBAR[key]
-    assert sidebar_choice(page, "Template") == SIDEBAR["template"]
+        assert sidebar_value(page, label) == SIDEBAR[key]
+    assert sidebar_value(page, "Template") == SIDEBAR["template"]
     chosen = page.get_by_test_id("stSidebar").get_by_test_id("stMultiSelect")
     assert chosen.get_by_text(ADAPTER, exact=True).is_visible()
 

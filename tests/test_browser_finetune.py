@@ -9,24 +9,13 @@ import pytest
 
 from ethdash.finetune import runs
 
-from .browser import settle
+from .browser import settle, sidebar_options
 
 pytestmark = pytest.mark.browser
 
 ADAPTERS = "Adapters (the base model is always shown)"
 RUN = "bt-ft-progress"
 STEPS = 12
-
-
-def sidebar_options(page, label: str) -> list[str]:
-    """Open a sidebar select box and read its options (then close it with Escape)."""
-    box = page.get_by_test_id("stSidebar").get_by_label(label)
-    if box.is_disabled():  # Streamlit disables a select box that has no options
-        return []
-    box.click()
-    options = [o.inner_text() for o in page.get_by_role("option").all()]
-    page.keyboard.press("Escape")
-    return options
 
 
 def pick(form, label: str, option: str) -> None:

@@ -167,7 +167,8 @@ next_col.button(
 )  # fmt: skip
 item = shown.iloc[position]
 info_col.caption(
-    f"Item {position + 1} of {len(ids)} · id {item['item_id']} · from {item['source']}:{item['source_line']} · "
+    f"Item {position + 1} of {len(ids)} · id {ui.md(item['item_id'])} · from {ui.md(item['source'])}:"
+    f"{item['source_line']} · "
     "keys: J next, K previous (not while typing in a field)"
 )
 
@@ -263,7 +264,7 @@ with st.form(f"annotate-{version}"):
         else:
             try:
                 annotations.save(store, annotation, options)
-                state["annotation_saved"] = f"Saved for {annotator}: {change}."
+                state["annotation_saved"] = ui.md(f"Saved for {annotator}: {change}.")
                 st.rerun()  # the form now starts from what was saved
             except EthdashError as exc:
                 st.error(str(exc))

@@ -97,26 +97,25 @@ def _cancel(job_id: str) -> None:
 def _job_line(job: dict) -> None:
     what = f"{job['items']} sliced items" if job.get("items") else "the whole split"
     progress = job["progress"]
+    system = ui.md(job["system"])
     if job["state"] == background.RUNNING:
-        text, share = f"**{job['system']}** on {what}: running, loading the model…", 0.0
+        text, share = f"**{system}** on {what}: running, loading the model…", 0.0
         if progress.to_compute is not None:
             share = progress.done / progress.to_compute if progress.to_compute else 1.0
             rate = f", {progress.rate:.1f} scores/s" if progress.rate else ""
             left = f", about {human_duration(progress.eta_s)} left" if progress.eta_s is not None else ""
-            text = (
-                f"**{job['system']}** on {what}: running, {progress.done} of {progress.to_compute} scores{rate}{left}"
-            )
+            text = f"**{system}** on {what}: running, {progress.done} of {progress.to_compute} scores{rate}{left}"
         bar, button = st.columns([6, 1], vertical_alignment="bottom")
         bar.progress(min(share, 1.0), text=text)
         button.button("Cancel", key=f"c_cancel_{job['id']}", on_click=_cancel, args=(job["id"],))
         return
     took = human_duration(max(job["ended_at"] - job["started_at"], 0.0))
     if job["state"] == background.FINISHED:
-        st.caption(f":material/check_circle: **{job['system']}** on {what}: finished in {took}.")
+        st.caption(f":material/check_circle: **{system}** on {what}: finished in {took}.")
     elif job["state"] == background.CANCELLED:
-        st.caption(f":material/cancel: **{job['system']}** on {what}: cancelled after {took}.")
+        st.caption(f":material/cancel: **{system}** on {what}: cancelled after {took}.")
     else:
-        st.error(f"**{job['system']}** on {what}: failed after {took}. The end of its log:", icon=":material/error:")
+        st.error(f"**{system}** on {what}: failed after {took}. The end of its log:", icon=":material/error:")
         st.code(job["log_tail"] or "(empty log)", language=None)
 
 

@@ -77,7 +77,7 @@ with st.form("new_run"):
                 checkpoint_every=max(1, min(defaults.checkpoint_every, int(steps))),
             )
             run = runs.start(config, store)
-            st.session_state["ft_selected"] = run.name
+            st.session_state["ft_run"] = run.name  # the run list below opens the new run
             st.success(f"Started run '{run.name}' in {run.folder}")
         except EthdashError as exc:
             st.error(str(exc))
@@ -227,9 +227,9 @@ def results_table(final: dict) -> pd.DataFrame:
 
 st.subheader("Runs")
 names = [r.name for r in all_runs]
-wanted = st.session_state.get("ft_selected")
-chosen = st.selectbox("Run", names, index=names.index(wanted) if wanted in names else len(names) - 1, key="ft_run")
-st.session_state["ft_selected"] = chosen
+if st.session_state.get("ft_run") not in names:
+    st.session_state["ft_run"] = names[-1]
+chosen = st.selectbox("Run", names, key="ft_run")
 run = runs.get(chosen)
 
 
