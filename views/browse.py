@@ -68,18 +68,6 @@ filters = Filters(
 )
 shown = apply_filters(table, filters).reset_index(drop=True)
 st.caption(f"{len(shown)} of {len(table)} items")
-state = st.session_state
-url_written = state.setdefault("_url_written", {})
-in_url = st.query_params.get("item")
-if in_url is not None and in_url != url_written.get("item") and in_url in set(table["item_id"]):
-    # A link, a reload or a click on Compare names an item; if the filters hide it, clear them so that
-    # exactly this item opens.
-    if in_url not in set(shown["item_id"]):
-        for key in FILTER_KEYS:
-            state.pop(key, None)
-        state["browse_goto"] = in_url
-        st.rerun()
-    state.setdefault("browse_goto", in_url)
 if shown.empty:
     st.info("No item passes these filters.")
     st.stop()
@@ -87,10 +75,12 @@ if shown.empty:
 # The open item. Previous / Next, a picked row and the URL's `item` always agree: each of them sets
 # the item through a callback (run before the page, once per action) and the page reads it from there.
 # A row stays picked in the table only until Previous / Next moves away from it (the table is redrawn).
+state = st.session_state
 scope = f"{selection['dataset']}/{selection['split']}"
 ids = list(shown["item_id"])
 state["browse_ids"] = ids
 opened = state.setdefault("browse_open", {})  # the open item per dataset and split, kept across pages
+url_written = state.setdefault("_url_written", {})
 
 
 def _go(item_id: str) -> None:
@@ -110,9 +100,17 @@ def _picked() -> None:
         _go(state["browse_ids"][rows[0]])
 
 
+in_url = st.query_params.get("item")
 goto = state.pop("browse_goto", None)
 if goto in ids:
     current = goto
+elif in_url is not None and in_url != url_written.get("item") and in_url in set(table["item_id"]):
+    current = in_url  # a link, a reload or a click on Compare: the URL names the item
+    if current not in ids:  # hidden by the filters: clear them so that exactly this item opens
+        for key in FILTER_KEYS:
+            state.pop(key, None)
+        _go(current)
+        st.rerun()
 elif opened.get(scope) in ids:
     current = opened[scope]
 else:
