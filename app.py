@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from ethdash import adapters, catalog, models, templates, ui
-from ethdash.importer import import_demo_if_empty
+from ethdash import adapters, models, templates
+from ethdash.datasets import catalog
+from ethdash.datasets.importer import import_demo_if_empty
 from ethdash.store import Store
+from views import ui
 
 st.set_page_config(page_title="ethdash", page_icon=":material/balance:", layout="wide")
 
@@ -100,20 +102,20 @@ if annotator:
 elif "annotator" in params:  # a cleared name leaves the URL too, or a reload would bring it back
     del params["annotator"]
     st.session_state["_url_written"].pop("annotator", None)
-st.session_state["annotator"] = annotator.strip()
-st.session_state["systems"] = {
-    "model": model,
-    "template": template,
-    "adapters": tuple(chosen),
-    "server": server.strip() or None,
-}
-st.session_state["selection"] = {
-    "dataset": dataset.name,
-    "split": None if split == ALL_SPLITS else split,
-    "view": view.name,
-    "options": view.options,
-    "kind": dataset.kind,
-}
+ui.set_selection(
+    ui.Selection(
+        dataset=dataset.name,
+        split=None if split == ALL_SPLITS else split,
+        view=view.name,
+        options=tuple(view.options),
+        kind=dataset.kind,
+        model=model,
+        template=template,
+        adapters=tuple(chosen),
+        server=server.strip() or None,
+        annotator=annotator.strip(),
+    )
+)
 ui.keep_page_state()
 page = st.navigation(
     [

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from ethdash import __version__, adapters, models
 from ethdash.evaluation import load
-from ethdash.scored import System
+from ethdash.scoring import System
 from ethdash.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

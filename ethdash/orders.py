@@ -1,4 +1,4 @@
-"""Option order for dilemmas (DESIGN §3). Pure.
+"""Option order for dilemmas (the README, Metrics). Pure.
 
 Dilemmas are scored with action 1 listed first ("ab") and second ("ba"). Probabilities are always
 stored in vote order (action 1, action 2), whatever the order of the prompt.

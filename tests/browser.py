@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ethdash.serve import free_port
+from ethdash.scoring.backends.vllm_server import free_port
 from ethdash.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from ethdash.store import Store
+
+# Property tests check values, never speed: no per-example deadline (a busy 2-core CI machine is slow).
+hypothesis.settings.register_profile("ethdash", deadline=None)
+hypothesis.settings.load_profile("ethdash")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
@@ -73,7 +78,7 @@ def browser_app(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):
 
     Tests share it (starting an app and loading the model costs seconds each), so each test keeps to
     its own items, annotator names, run names and adapters."""
-    from ethdash.importer import import_paths
+    from ethdash.datasets.importer import import_paths
 
     from .browser import start_app, stop_app
 

@@ -10,8 +10,8 @@ import pytest
 
 from ethdash import annotations
 from ethdash.annotations import Annotation
+from ethdash.datasets.importer import import_paths
 from ethdash.errors import EthdashError
-from ethdash.importer import import_paths
 from ethdash.settings import demo_dir
 
 from .conftest import ROOT, run_cli, snapshot

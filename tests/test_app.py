@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ethdash.importer import import_paths
-from ethdash.readers.mapping import Mapping
+from ethdash.datasets.importer import import_paths
+from ethdash.datasets.readers.mapping import Mapping
 from ethdash.settings import demo_dir
 
 from .conftest import ROOT
@@ -139,7 +139,7 @@ def test_the_item_view_shows_model_probabilities_beside_the_humans(store, tmp_pa
 
 
 def test_a_sample_of_the_filtered_items_is_fixed_and_a_subset(store, shared_data):
-    from ethdash.browse import Filters, apply_filters, item_table
+    from ethdash.datasets.selection import Filters, apply_filters, item_table
 
     import_paths(store, [shared_data / "scruples" / "dilemmas" / "test.scruples-dilemmas.jsonl"])
     table = item_table(store, "dilemmas", "test", "worse", ("action 1", "action 2"))

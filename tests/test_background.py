@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
-from ethdash import background, catalog
+from ethdash.datasets import catalog
+from ethdash.datasets.importer import import_paths
 from ethdash.errors import EthdashError
-from ethdash.importer import import_paths
 from ethdash.processes import alive
-from ethdash.scored import System
+from ethdash.scoring import System, background
 from ethdash.settings import demo_dir
 
 from .conftest import run_cli

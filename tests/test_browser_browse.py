@@ -33,7 +33,7 @@ def pick_row(page, row: int) -> None:
 
 def table_ids(store, split: str) -> list[str]:
     """The item ids in the order Browse lists them (the store's order), computed outside the page."""
-    from ethdash.browse import item_table
+    from ethdash.datasets.selection import item_table
 
     return list(item_table(store, "dilemmas", split, "worse", ("action 1", "action 2"))["item_id"])
 

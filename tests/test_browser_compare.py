@@ -15,9 +15,11 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 import pytest
 
-from ethdash import adapters, background, catalog
-from ethdash.browse import item_table
+from ethdash import adapters
+from ethdash.datasets import catalog
+from ethdash.datasets.selection import item_table
 from ethdash.processes import alive
+from ethdash.scoring import background
 
 from .browser import open_item_id, settle, sidebar_value
 from .helpers import MODEL, make_adapter, score_command, wait_until

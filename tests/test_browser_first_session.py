@@ -10,7 +10,7 @@ import re
 import pytest
 
 from ethdash import adapters, annotations
-from ethdash.browse import Filters, apply_filters, item_table
+from ethdash.datasets.selection import Filters, apply_filters, item_table
 
 from .browser import settle, wait_for_item
 from .conftest import run_cli

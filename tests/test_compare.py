@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from ethdash import compare, metrics
+from ethdash import metrics
+from ethdash.evaluation import statistics
+from tests import reference_bootstrap
 
 from .conftest import DILEMMAS_DEV
 
@@ -35,8 +37,8 @@ def predictions(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_the_table_equals_the_metrics_and_the_generic_bootstrap(real_votes):
     p, _ = predictions(real_votes, 1)
     first = np.random.default_rng(2).uniform(0.3, 0.9, len(p))
-    pred = compare.with_fit("sys", p, 12.0, 1.7, first, "given")
-    table = compare.metric_table(real_votes, [pred], n_resamples=300, seed=7).set_index("metric")
+    pred = statistics.with_fit("sys", p, 12.0, 1.7, first, "given")
+    table = statistics.metric_table(real_votes, [pred], n_resamples=300, seed=7).set_index("metric")
     expected = {
         "xent": metrics.soft_xent(real_votes, p),
         "dirichlet": metrics.dirichlet_score(real_votes, p, 12.0),
@@ -49,17 +51,19 @@ def test_the_table_equals_the_metrics_and_the_generic_bootstrap(real_votes):
     for name, value in expected.items():
         assert table.loc[name, "estimate"] == pytest.approx(value, rel=1e-9), name
     for name, fn in (("xent", metrics.soft_xent), ("ece", metrics.ece), ("brier", metrics.brier)):
-        generic = metrics.bootstrap(fn, [real_votes, p], n_resamples=300, seed=7)
+        generic = reference_bootstrap.bootstrap(fn, [real_votes, p], n_resamples=300, seed=7)
         assert (table.loc[name, "low"], table.loc[name, "high"]) == pytest.approx((generic.low, generic.high))
     assert table.loc["dirichlet", "c"] == 12.0 and table.loc["calibrated_xent", "T"] == 1.7
 
 
 def test_paired_differences_equal_the_paired_bootstrap(real_votes):
     noisy, constant = predictions(real_votes, 3)
-    a = compare.with_fit("noisy", noisy, 10.0, 1.0)
-    b = compare.with_fit("constant", constant, 10.0, 1.0)
-    paired = compare.paired_differences(real_votes, a, b, n_resamples=400, seed=11).set_index("metric")
-    generic = metrics.paired_bootstrap(metrics.soft_xent, real_votes, noisy, constant, n_resamples=400, seed=11)
+    a = statistics.with_fit("noisy", noisy, 10.0, 1.0)
+    b = statistics.with_fit("constant", constant, 10.0, 1.0)
+    paired = statistics.paired_differences(real_votes, a, b, n_resamples=400, seed=11).set_index("metric")
+    generic = reference_bootstrap.paired_bootstrap(
+        metrics.soft_xent, real_votes, noisy, constant, n_resamples=400, seed=11
+    )
     row = paired.loc["xent"]
     assert (row["difference"], row["low"], row["high"]) == pytest.approx((generic.estimate, generic.low, generic.high))
     # The interval says who is better only when it excludes 0.
@@ -72,15 +76,15 @@ def test_paired_differences_equal_the_paired_bootstrap(real_votes):
 
 def test_a_system_that_knows_the_votes_beats_a_constant():
     counts = np.array([[5, 0], [0, 5], [4, 1], [1, 4]] * 25, dtype=float)
-    knows = compare.with_fit("knows", (counts + 0.5) / 6.0, 10.0, 1.0)
-    constant = compare.with_fit("constant", np.full(counts.shape, 0.5), 10.0, 1.0)
-    paired = compare.paired_differences(counts, knows, constant, n_resamples=200).set_index("metric")
+    knows = statistics.with_fit("knows", (counts + 0.5) / 6.0, 10.0, 1.0)
+    constant = statistics.with_fit("constant", np.full(counts.shape, 0.5), 10.0, 1.0)
+    paired = statistics.paired_differences(counts, knows, constant, n_resamples=200).set_index("metric")
     assert paired.loc["xent", "favours"] == "knows" and paired.loc["accuracy", "favours"] == "knows"
 
 
 def test_cross_fitting_never_uses_an_items_own_votes(real_votes):
     p, _ = predictions(real_votes, 4)
-    pred = compare.cross_fitted("sys", real_votes, p, folds=2, seed=5)
+    pred = statistics.cross_fitted("sys", real_votes, p, folds=2, seed=5)
     fold = np.random.default_rng(5).permutation(len(p)) % 2
     for f in (0, 1):
         outside = fold != f
@@ -92,9 +96,9 @@ def test_cross_fitting_never_uses_an_items_own_votes(real_votes):
 
 def test_the_human_ceiling_and_references():
     second = np.array([[5, 0], [2, 3]])
-    assert compare.human_ceiling(second) == pytest.approx(np.array([[6 / 7, 1 / 7], [3 / 7, 4 / 7]]))
+    assert statistics.human_ceiling(second) == pytest.approx(np.array([[6 / 7, 1 / 7], [3 / 7, 4 / 7]]))
     counts = np.array([[3, 2], [5, 0], [1, 4], [2, 3]] * 10, dtype=float)
-    refs = compare.references(counts, n_draws=50).set_index("reference")["xent"]
+    refs = statistics.references(counts, n_draws=50).set_index("reference")["xent"]
     expected = metrics.reference_scores(counts, n_draws=50)
     assert refs["uniform"] == pytest.approx(expected.uniform_xent)
     assert refs["class prior"] == pytest.approx(expected.class_prior_xent)
@@ -103,18 +107,18 @@ def test_the_human_ceiling_and_references():
 
 def test_disagreements_and_reliability(real_votes):
     noisy, constant = predictions(real_votes, 6)
-    a, b = compare.with_fit("a", noisy, 1.0, 1.0), compare.with_fit("b", constant, 1.0, 1.0)
-    frame = compare.disagreements(real_votes, range(len(noisy)), [a, b])
+    a, b = statistics.with_fit("a", noisy, 1.0, 1.0), statistics.with_fit("b", constant, 1.0, 1.0)
+    frame = statistics.disagreements(real_votes, range(len(noisy)), [a, b])
     y = real_votes / real_votes.sum(1, keepdims=True)
     assert frame["TV humans vs a"].to_numpy() == pytest.approx(np.abs(y[:, 0] - noisy[:, 0]))
     assert frame["TV a vs b"].to_numpy() == pytest.approx(np.abs(noisy[:, 0] - constant[:, 0]))
-    points = compare.reliability(real_votes, [a])
+    points = statistics.reliability(real_votes, [a])
     bins = metrics.reliability_bins(real_votes, noisy)
     assert points["items"].sum() == len(noisy) and np.array_equal(points["items"], bins.count)
 
 
 def test_per_item_probabilities_average_the_two_orders():
-    from ethdash.scored import per_item
+    from ethdash.evaluation.aligned import per_item
 
     scores = pd.DataFrame(
         {
@@ -146,28 +150,28 @@ def test_the_evaluation_part_is_seeded_disjoint_and_kept_out_of_training():
 
 
 def test_fits_at_an_end_of_their_search_range_are_found():
-    low, high = compare.FIT_RANGES["T*"]
+    low, high = statistics.FIT_RANGES["T*"]
     assert (low, high) == pytest.approx((0.01, 100.0))
-    assert compare.FIT_RANGES["c"] == pytest.approx((1e-3, 1e6))
-    assert compare.at_bound(99.99993, (low, high)) == "upper"
-    assert compare.at_bound(0.0100002, (low, high)) == "lower"
-    assert compare.at_bound(998_690.0, compare.FIT_RANGES["c"]) == "upper"  # where a flat objective stops
+    assert statistics.FIT_RANGES["c"] == pytest.approx((1e-3, 1e6))
+    assert statistics.at_bound(99.99993, (low, high)) == "upper"
+    assert statistics.at_bound(0.0100002, (low, high)) == "lower"
+    assert statistics.at_bound(998_690.0, statistics.FIT_RANGES["c"]) == "upper"  # where a flat objective stops
     for inside in (0.188, 1.0, 50.0, 95.0):
-        assert compare.at_bound(inside, (low, high)) is None
-    assert compare.at_bound(float("nan"), (low, high)) is None
+        assert statistics.at_bound(inside, (low, high)) is None
+    assert statistics.at_bound(float("nan"), (low, high)) is None
     # Real fits: votes split 3-2 with probabilities that carry no signal flatten T* to its upper end;
     # probabilities that put the majority below 1/2 on every item send c to its lower end.
     counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)
     wrong = np.where(counts > 0, 0.1, 0.9)
-    assert compare.at_bound(metrics.fit_temperature(counts, wrong), (low, high)) == "upper"
-    assert compare.at_bound(metrics.fit_concentration(counts, wrong), compare.FIT_RANGES["c"]) == "lower"
+    assert statistics.at_bound(metrics.fit_temperature(counts, wrong), (low, high)) == "upper"
+    assert statistics.at_bound(metrics.fit_concentration(counts, wrong), statistics.FIT_RANGES["c"]) == "lower"
 
 
 def test_small_samples_and_fits_at_a_bound_are_warned_about_in_the_table():
     counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)  # 20 items
-    wrong = compare.cross_fitted("wrong", counts, np.where(counts > 0, 0.1, 0.9))
-    fine = compare.with_fit("fine", (counts + 1) / 7, 10.0, 1.0)
-    table = compare.metric_table(counts, [wrong, fine], n_resamples=50).set_index(["system", "metric"])
+    wrong = statistics.cross_fitted("wrong", counts, np.where(counts > 0, 0.1, 0.9))
+    fine = statistics.with_fit("fine", (counts + 1) / 7, 10.0, 1.0)
+    table = statistics.metric_table(counts, [wrong, fine], n_resamples=50).set_index(["system", "metric"])
     small = "only 20 items (fewer than 30)"
     assert table["warning"].str.startswith(small).all()  # every row
     assert (
@@ -176,32 +180,34 @@ def test_small_samples_and_fits_at_a_bound_are_warned_about_in_the_table():
     )
     assert "c = 0.001 is at the lower end" in table.loc[("wrong", "dirichlet")]["warning"]
     assert "search range" not in table.loc[("wrong", "xent")]["warning"]
-    assert table.xs("fine", level="system")["warning"].eq(compare.small_sample_warning(20)).all()
-    warnings = compare.table_warnings(table.reset_index())
+    assert table.xs("fine", level="system")["warning"].eq(statistics.small_sample_warning(20)).all()
+    warnings = statistics.table_warnings(table.reset_index())
     assert warnings[0].startswith(small) and len(warnings) == 3  # the small sample once, then each fit
     assert [w.split(":")[0] for w in warnings[1:]] == ["wrong", "wrong"]
 
     many = np.tile(counts, (2, 1))  # 40 items: no sample warning, and fits inside their range
-    table = compare.metric_table(many, [compare.with_fit("fine", (many + 1) / 7, 10.0, 1.0)], n_resamples=20)
-    assert (table["warning"] == "").all() and compare.table_warnings(table) == []
-    assert compare.small_sample_warning(29) and compare.small_sample_warning(compare.SMALL_SAMPLE) is None
+    table = statistics.metric_table(many, [statistics.with_fit("fine", (many + 1) / 7, 10.0, 1.0)], n_resamples=20)
+    assert (table["warning"] == "").all() and statistics.table_warnings(table) == []
+    assert statistics.small_sample_warning(29) and statistics.small_sample_warning(statistics.SMALL_SAMPLE) is None
 
 
 def test_the_fit_summary_gives_each_folds_value_not_their_median():
     """A median over two folds at 0.19 and 100 read as T* = 50: a value no fold had."""
-    pred = compare.Predictions(
+    pred = statistics.Predictions(
         "s", np.full((4, 2), 0.5), np.array([3.0, 3.0, 5.0, 5.0]), np.array([0.19, 100, 0.19, 100])
     )
-    assert compare.fit_summary(pred) == "c=3 / 5, T*=0.19 / 100 (per fold)"
-    assert compare.fit_summary(compare.with_fit("s", np.full((4, 2), 0.5), 12.0, 1.7)) == "c=12, T*=1.7"
+    assert statistics.fit_summary(pred) == "c=3 / 5, T*=0.19 / 100 (per fold)"
+    assert statistics.fit_summary(statistics.with_fit("s", np.full((4, 2), 0.5), 12.0, 1.7)) == "c=12, T*=1.7"
 
 
 def test_a_table_export_carries_its_warnings_in_the_caption_the_manifest_and_a_column(tmp_path):
-    from ethdash import export
+    from ethdash.evaluation import export
 
     counts = np.array([[5, 0], [0, 5]] * 10, dtype=float)
-    table = compare.metric_table(counts, [compare.cross_fitted("s_1", counts, np.where(counts > 0, 0.1, 0.9))], 20)
-    notes = compare.table_warnings(table)
+    table = statistics.metric_table(
+        counts, [statistics.cross_fitted("s_1", counts, np.where(counts > 0, 0.1, 0.9))], 20
+    )
+    notes = statistics.table_warnings(table)
     paths = export.write_table(
         table, tmp_path, "metrics", {"what": "metric table", "warnings": notes}, "95% of 20 items"
     )

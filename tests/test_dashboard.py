@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ethdash import adapters, annotations, catalog, metrics, orders, scoring
-from ethdash.backends.local import LocalScorer
+from ethdash import adapters, annotations, metrics, orders, scoring
+from ethdash.datasets import catalog
+from ethdash.datasets.importer import import_paths
 from ethdash.finetune.config import RunConfig
-from ethdash.importer import import_paths
 from ethdash.models import get as get_model
-from ethdash.prompting import Prompter
+from ethdash.scoring.backends.local import LocalScorer
+from ethdash.scoring.prompting import Prompter
 from ethdash.settings import demo_dir
 from ethdash.store import Store
 
@@ -181,8 +182,8 @@ def test_exports_write_valid_files_with_their_manifest(scored):
 def test_export_without_a_browser_says_what_to_install(scored, monkeypatch):
     import plotly.graph_objects as go
 
-    from ethdash import export
     from ethdash.errors import EthdashError
+    from ethdash.evaluation import export
 
     monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")
     with pytest.raises(EthdashError, match="BROWSER_PATH"):

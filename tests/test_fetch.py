@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ethdash import catalog
-from ethdash.serve import free_port
+from ethdash.datasets import catalog
+from ethdash.scoring.backends.vllm_server import free_port
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, DILEMMAS_TEST, run_cli, snapshot
 

@@ -10,12 +10,12 @@ import signal
 import numpy as np
 import pytest
 
-from ethdash import adapters, metrics, models, orders, scoring
-from ethdash.backends.local import LocalScorer
+from ethdash import adapters, metrics, models, orders, scoring, settings
+from ethdash.datasets.importer import import_paths
 from ethdash.finetune import runs
 from ethdash.finetune.config import RunConfig
-from ethdash.importer import import_paths
-from ethdash.prompting import Prompter
+from ethdash.scoring.backends.local import LocalScorer
+from ethdash.scoring.prompting import Prompter
 
 from .conftest import DILEMMAS_DEV, run_cli
 from .helpers import MODEL, wait_until
@@ -154,7 +154,7 @@ def test_invalid_configs_are_refused_before_any_process_starts(dilemmas, args, w
     result = run_cli("finetune", "start", "--name", "bad", *args)
     assert result.returncode != 0 and words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert not runs.runs_dir().exists() or not any(runs.runs_dir().iterdir())
+    assert not settings.runs_dir().exists() or not any(settings.runs_dir().iterdir())
 
 
 def test_an_unknown_loss_in_a_config_file_is_refused(dilemmas, tmp_path):

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from ethdash import losses, models, templates
-from ethdash.batching import last_column, left_pad
+from ethdash.datasets.importer import import_paths
 from ethdash.finetune.config import RunConfig
 from ethdash.finetune.data import examples, select_items
 from ethdash.finetune.fused import fuse, prepare
-from ethdash.importer import import_paths
-from ethdash.prompting import Prompter
+from ethdash.scoring.batching import last_column, left_pad
+from ethdash.scoring.prompting import Prompter
 
 from .conftest import DILEMMAS_DEV
 from .helpers import MODEL

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ethdash import catalog
+from ethdash.datasets import catalog, importer
+from ethdash.datasets.importer import import_paths
+from ethdash.datasets.readers.scruples import identify
 from ethdash.errors import DataError
-from ethdash.importer import import_paths
-from ethdash.readers.scruples import identify
 from ethdash.settings import demo_dir
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, DILEMMAS_TEST, run_cli, snapshot
@@ -126,7 +126,7 @@ def test_a_failure_while_writing_rolls_everything_back(store, monkeypatch, tmp_p
     def failing_insert(*args):
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(catalog, "_insert", failing_insert)
+    monkeypatch.setattr(importer, "_insert", failing_insert)
     with pytest.raises(OSError, match="injected"):
         import_paths(store, [changed])
     assert snapshot(store) == before

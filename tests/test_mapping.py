@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from ethdash import catalog
-from ethdash.browse import item_table
+from ethdash.datasets import catalog
+from ethdash.datasets.importer import import_paths
+from ethdash.datasets.readers.mapping import Mapping
+from ethdash.datasets.selection import item_table
 from ethdash.errors import DataError
-from ethdash.importer import import_paths
-from ethdash.readers.mapping import Mapping
 
 from .conftest import run_cli, snapshot
 

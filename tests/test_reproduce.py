@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 
-from ethdash import metrics, orders
+from ethdash import metrics, orders, settings
+from ethdash.datasets.importer import import_paths
 from ethdash.finetune import runs
-from ethdash.importer import import_paths
 from ethdash.models import DEFAULT_MODEL
 
 from .conftest import ROOT
@@ -47,7 +47,7 @@ def test_reproduce_resumes_and_reports_what_the_store_holds(store, shared_data, 
     out = tmp_path / "report"
 
     first = reproduce(out)
-    wait_until(lambda: (runs.runs_dir() / FIRST_RUN / "adapter").is_dir() or first.poll() is not None, 600)
+    wait_until(lambda: (settings.runs_dir() / FIRST_RUN / "adapter").is_dir() or first.poll() is not None, 600)
     wait_until(lambda: runs.get(FIRST_RUN).status().get("state") == "succeeded" or first.poll() is not None, 600)
     first.send_signal(signal.SIGKILL)  # interrupted after its first fine-tune finished
     first.wait(timeout=30)

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from ethdash import adapters, models, scoring
-from ethdash.backends.local import LocalScorer
-from ethdash.importer import import_paths
-from ethdash.prompting import Prompter
+from ethdash.datasets.importer import import_paths
+from ethdash.scoring.backends.local import LocalScorer
+from ethdash.scoring.prompting import Prompter
 from ethdash.settings import demo_dir
 
 from .conftest import ANECDOTE_SAMPLE, DILEMMAS_DEV, ROOT, run_cli

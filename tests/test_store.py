@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from ethdash import catalog, migrations
+from ethdash import migrations
 from ethdash import store as store_module
-from ethdash.importer import import_paths
+from ethdash.datasets import catalog
+from ethdash.datasets.importer import import_paths
 from ethdash.settings import demo_dir
 
 from .conftest import ROOT, run_cli

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ethdash import models, templates
-from ethdash.items import ANECDOTE_CLASSES, BINARIZED_CLASSES, DILEMMA_OPTIONS, scruples_dataset
+from ethdash.datasets.items import ANECDOTE_CLASSES, BINARIZED_CLASSES, DILEMMA_OPTIONS, scruples_dataset
 from ethdash.templates import TemplateError
 
 DILEMMA = {
@@ -97,7 +97,7 @@ def test_a_user_template_is_found_in_the_home_folder(isolated_home):
 
 @pytest.mark.model
 def test_answer_tokens_must_be_single_tokens_for_the_model():
-    from ethdash.prompting import Prompter
+    from ethdash.scoring.prompting import Prompter
 
     prompter = Prompter(models.get(models.DEFAULT_MODEL))
     assert prompter.answer_ids(templates.parse(DILEMMA, "t")) == (49, 50)

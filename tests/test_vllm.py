@@ -16,13 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from ethdash import adapters, models, scoring, serve
-from ethdash.backends import Request
-from ethdash.backends.local import LocalScorer
-from ethdash.backends.vllm import ServerError, VllmClient, VllmScorer
-from ethdash.importer import import_paths
-from ethdash.prompting import Prompter
-from ethdash.serve import free_port
+from ethdash import adapters, models, scoring
+from ethdash.datasets.importer import import_paths
+from ethdash.scoring.backends import Request, vllm_server
+from ethdash.scoring.backends.local import LocalScorer
+from ethdash.scoring.backends.vllm import ServerError, VllmClient, VllmScorer
+from ethdash.scoring.backends.vllm_server import free_port
+from ethdash.scoring.prompting import Prompter
 from ethdash.store import Store
 
 from .conftest import DILEMMAS_DEV, ROOT, run_cli
@@ -41,10 +41,10 @@ def world(tmp_path_factory, shared_data):
     import_paths(store, [DILEMMAS_DEV])
     one = adapters.register(store, "one", make_adapter(home / "one", seed=1), MODEL)
     two = adapters.register(store, "two", make_adapter(home / "two", seed=2), MODEL)
-    serve.build_cpu_env()
-    info = serve.start(models.get(MODEL), [one])
+    vllm_server.build_cpu_env()
+    info = vllm_server.start(models.get(MODEL), [one])
     yield {"home": home, "store": store, "one": one, "two": two, "info": info}
-    serve.stop(MODEL)
+    vllm_server.stop(MODEL)
     if old is None:
         os.environ.pop("ETHDASH_HOME", None)
     else:
@@ -217,7 +217,7 @@ def test_a_server_killed_in_the_middle_of_a_run(world):
     kept = count(store, "vllm")
     assert kept >= before + scoring.CHUNK  # scores finished before the fault stay stored
 
-    world["info"] = serve.start(models.get(MODEL), [])
+    world["info"] = vllm_server.start(models.get(MODEL), [])
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"{kept} already stored, {80 - kept} to compute" in result.stderr

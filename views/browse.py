@@ -5,34 +5,34 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from ethdash import annotations, ui
-from ethdash.browse import (
+from ethdash import annotations
+from ethdash.datasets.selection import (
     Filters,
     apply_filters,
     item_table,
-    system_rows,
-    vote_split,
     with_disagreement,
     with_tags,
 )
 from ethdash.errors import EthdashError
-from ethdash.figures import vote_split_chart
-from ethdash.scored import probabilities
+from ethdash.evaluation.aligned import probabilities
+from ethdash.evaluation.figures import vote_split_chart
+from ethdash.evaluation.frames import system_rows, vote_split
 from ethdash.store import Store
+from views import ui
 
 FILTER_KEYS = tuple(k for k in ui.PAGE_STATE if k.startswith("f_"))
 
 selection = ui.selection()
-systems = ui.systems()
+systems = selection.systems
 
-options = tuple(selection["options"])
+options = tuple(selection.options)
 store = Store()
 with store.connect():  # one unit of work for both reads
-    table = item_table(store, selection["dataset"], selection["split"], selection["view"], options)
+    table = item_table(store, selection.dataset, selection.split, selection.view, options)
     if not table.empty:
-        table = with_tags(table, annotations.current(store, selection["dataset"]))
+        table = with_tags(table, annotations.current(store, selection.dataset))
 
-st.header(f"{selection['dataset']} · {selection['split'] or 'all splits'}")
+st.header(f"{selection.dataset} · {selection.split or 'all splits'}")
 if table.empty:
     st.info("No items with votes in this view.")
     st.stop()
@@ -55,7 +55,7 @@ if systems:
             min_disagreement = st.slider(
                 "…greater than (total variation)", 0.0, 1.0, 0.3, step=0.05, key="f_min_disagreement"
             )
-            _, probs = probabilities(store, by_label[against], selection["dataset"], selection["split"], ui.backend())
+            _, probs = probabilities(store, by_label[against], selection.dataset, selection.split, selection.backend)
             table = with_disagreement(table, probs)
             st.caption(f"{len(probs)} of {len(table)} items scored by {against}; unscored items are hidden.")
 filters = Filters(
@@ -76,7 +76,7 @@ if shown.empty:
 # the item through a callback (run before the page, once per action) and the page reads it from there.
 # A row stays picked in the table only until Previous / Next moves away from it (the table is redrawn).
 state = st.session_state
-scope = f"{selection['dataset']}/{selection['split']}"
+scope = f"{selection.dataset}/{selection.split}"
 ids = list(shown["item_id"])
 state["browse_ids"] = ids
 opened = state.setdefault("browse_open", {})  # the open item per dataset and split, kept across pages
@@ -125,7 +125,7 @@ state["browse_table_key"] = table_key
 st.dataframe(
     shown[
         [
-            *(["split"] if selection["split"] is None else []),
+            *(["split"] if selection.split is None else []),
             "item_id",
             "summary",
             "split_text",
@@ -178,7 +178,7 @@ with text_col:
     if item["title"]:
         st.caption("Title")
         st.text(item["title"])
-    if selection["kind"] == "dilemmas":
+    if selection.kind == "dilemmas":
         st.caption("Which action is worse?")
         for label, action in zip(options, item["actions"]):
             st.text(f"{label}: {action}")
@@ -194,7 +194,7 @@ with chart_col:
     if item["second_counts"] is not None:
         samples.append(vote_split(item["second_counts"], options, "second human sample"))
     summaries = []
-    item_scores = ui.ensure_scored(systems, selection["dataset"], item["split"], (item["item_id"],))
+    item_scores = ui.ensure_scored(systems, selection.dataset, item["split"], (item["item_id"],))
     for system, scores in zip(systems, item_scores):
         if scores is not None:
             rows, summary = system_rows(scores, options, system.label)
@@ -206,7 +206,7 @@ with chart_col:
     st.caption(
         "Bars: share of votes or probability; whiskers: 90% posterior interval of the human share "
         "(Dirichlet, uniform prior). Model probabilities are renormalised over the answers"
-        + (", averaged over both option orders." if selection["kind"] == "dilemmas" else ".")
+        + (", averaged over both option orders." if selection.kind == "dilemmas" else ".")
     )
 ui.export_figure(
     chart,
@@ -222,10 +222,10 @@ if summaries:
     st.dataframe(pd.DataFrame(summaries), hide_index=True, key="system_table")
 
 st.subheader("Your annotation")
-annotator = st.session_state["annotator"]
+annotator = selection.annotator
 if not annotator:
     st.caption("Type your name in the sidebar's *Annotator* box to annotate.")
-mine = annotations.latest(store, selection["dataset"], item["split"], item["item_id"], annotator) if annotator else None
+mine = annotations.latest(store, selection.dataset, item["split"], item["item_id"], annotator) if annotator else None
 # The form starts from the annotator's current annotation; its widgets are keyed by that annotation, so
 # that after a save (here or elsewhere) they show what is stored, and saving changes only what was edited.
 version = f"{item['split']}-{item['item_id']}-{annotator}-{mine['created_at'] if mine else 'new'}"
@@ -249,7 +249,7 @@ with st.form(f"annotate-{version}"):
     note = st.text_area("Note", value=mine["note"] or "" if mine else "", key=f"a_note-{version}")
     if st.form_submit_button("Save annotation", disabled=not annotator):
         annotation = annotations.Annotation(
-            selection["dataset"],
+            selection.dataset,
             item["split"],
             item["item_id"],
             annotator,
@@ -270,7 +270,7 @@ with st.form(f"annotate-{version}"):
                 st.error(str(exc))
 if "annotation_saved" in state:
     st.success(state.pop("annotation_saved"))
-saved = annotations.history(store, selection["dataset"], item["split"], item["item_id"])
+saved = annotations.history(store, selection.dataset, item["split"], item["item_id"])
 if not saved.empty:
     st.caption("History of this item's annotations, newest first")
     st.dataframe(saved, hide_index=True, key="annotation_history")

@@ -1,23 +1,25 @@
 """Compare: systems against the humans and against each other, with bootstrap intervals."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ethdash import background, catalog, compare, ui
-from ethdash.browse import Filters
+from ethdash.datasets import catalog
+from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
 from ethdash.errors import EthdashError
-from ethdash.evaluation import CROSS_FIT, evaluate, load
-from ethdash.figures import difference_histogram, reliability_chart, scatter_chart
+from ethdash.evaluation import CROSS_FIT, evaluate, load, statistics
+from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart
+from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
+from ethdash.scoring import background
 from ethdash.store import Store
+from views import ui
 
 selection = ui.selection()
-systems = ui.systems()
-options = tuple(selection["options"])
+systems = selection.systems
+options = tuple(selection.options)
 store = Store()
 
-st.header(f"Compare · {selection['dataset']} · {selection['split'] or 'all splits'}")
+st.header(f"Compare · {selection.dataset} · {selection.split or 'all splits'}")
 if not systems:
     st.info("No template fits this dataset and view: choose another view in the sidebar.")
     st.stop()
@@ -33,7 +35,7 @@ with st.expander("Slice the items", expanded=False):
     # Dilemmas have three margins only: words are what narrows them to a few dozen items.
     search = right.text_input("Search text", key="c_search", placeholder="words in the title, text or actions")
     types_col, sample_col = st.columns([3, 1])
-    known_types = catalog.post_types(store, selection["dataset"])
+    known_types = catalog.post_types(store, selection.dataset)
     post_types = types_col.multiselect("Post type", known_types, key="c_types") if known_types else []
     sample = sample_col.number_input(
         "At most (items; 0: all)",
@@ -47,7 +49,7 @@ filters = Filters(
     {"all": None, "yes": True, "no": False}[contro], margin, search, tuple(post_types), sample=int(sample) or None
 )
 
-other_splits = [s for s in catalog.splits(store, selection["dataset"]) if s != selection["split"]]
+other_splits = [s for s in catalog.splits(store, selection.dataset) if s != selection.split]
 calibration = st.radio(
     "Fit c and T* on",
     ["the compared items, cross-fitted (2 folds)", *(f"split {s}" for s in other_splits)],
@@ -59,11 +61,14 @@ calibration_split = CROSS_FIT if calibration.startswith("the compared") else cal
 
 
 @st.cache_data(show_spinner="Computing metrics and bootstrap intervals…", max_entries=16)
-def evaluation_tables(key: tuple, scored_counts: tuple):
-    """Cached on the choice and on how many scores each system has (new scores recompute)."""
+def evaluation_tables(
+    chosen: ui.Selection, systems: tuple, filters: Filters, calibration_split: str | None, scored_counts: tuple
+):
+    """Cached on every input it reads (all are arguments) and on how many scores each system has, so that
+    new scores recompute it."""
     ev = evaluate(
-        Store(), systems, selection["dataset"], selection["split"], selection["view"], options, filters,
-        calibration_split, ui.backend(),
+        Store(), list(systems), chosen.dataset, chosen.split, chosen.view, chosen.options, filters,
+        calibration_split, chosen.backend,
     )  # fmt: skip
     if len(ev.aligned.items) < 2:
         return ev, None, None
@@ -73,14 +78,14 @@ def evaluation_tables(key: tuple, scored_counts: tuple):
 def selected_now() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the items of the slice, coverage per system), read from the store now."""
     table, _, coverage = load(
-        Store(), systems, selection["dataset"], selection["split"], selection["view"], options, filters, ui.backend()
+        Store(), systems, selection.dataset, selection.split, selection.view, options, filters, selection.backend
     )
     return table, coverage
 
 
 def page_jobs() -> list[dict]:
     """The background jobs of this dataset and split: running ones first, then the last few that ended."""
-    here = [j for j in background.jobs() if j["dataset"] == selection["dataset"] and j["split"] == selection["split"]]
+    here = [j for j in background.jobs() if j["dataset"] == selection.dataset and j["split"] == selection.split]
     return [j for j in here if j["running"]] + [j for j in here if not j["running"]][:JOBS_SHOWN]
 
 
@@ -121,7 +126,7 @@ def _job_line(job: dict) -> None:
 
 def _start_jobs(todo: list, item_ids: list[str] | None) -> None:
     for system in todo:
-        background.start_scoring(system, selection["dataset"], selection["split"], ui.server(), item_ids)
+        background.start_scoring(system, selection.dataset, selection.split, selection.server, item_ids)
     st.session_state["c_jobs_running"] = True
 
 
@@ -132,7 +137,7 @@ def coverage_section(items: pd.DataFrame, coverage: pd.DataFrame) -> None:
     running = [j for j in jobs_here if j["running"]]
     if not st.session_state.pop("c_coverage_fresh", False):  # a rerun of this part alone: read it again
         items, coverage = selected_now()
-    whole = selection["split"] or "all splits"
+    whole = selection.split or "all splits"
     st.dataframe(
         coverage.assign(share=coverage["scored"] / coverage["items"].clip(lower=1))[
             ["system", "scored", "items", "share", "split_scored", "split_items"]
@@ -180,16 +185,7 @@ st.session_state["c_coverage_fresh"] = True
 polling = any(j["running"] for j in page_jobs())
 st.fragment(coverage_section, run_every=3 if polling else None)(slice_items, coverage)
 scored_counts = tuple(coverage["scored"])
-key = (
-    tuple(s.label for s in systems),
-    selection["dataset"],
-    selection["split"],
-    selection["view"],
-    filters,
-    calibration_split,
-    ui.backend(),
-)
-ev, table, refs = evaluation_tables(key, scored_counts)
+ev, table, refs = evaluation_tables(selection, tuple(systems), filters, calibration_split, scored_counts)
 n_items = len(ev.aligned.items)
 if table is None:
     st.info("Fewer than two items are scored by every system: score them above, or open items in Browse.")
@@ -202,19 +198,12 @@ for label, overlap in ev.overlap.items():
         )
 
 st.subheader("Metrics")
-notes = compare.table_warnings(table)
+notes = statistics.table_warnings(table)
 if notes:
     st.warning("\n".join(f"- {note}" for note in notes), icon=":material/warning:")
-# Estimate, then its interval on a second line of the cell (the only breakable space is after the
-# estimate): every column fits a 1400 px window, the most important metrics first.
-wide = table.assign(
-    value=[
-        f"{e:.3f} [{lo:.3f},\u00a0{hi:.3f}]" if not np.isnan(lo) else f"{e:.3f}"
-        for e, lo, hi in zip(table["estimate"], table["low"], table["high"])
-    ]
-).pivot(index="system", columns="metric", values="value")
-wide = wide[[m for m in compare.METRICS if m in wide.columns]].rename(columns={m: compare.METRICS[m][0] for m in wide})
-wide = wide.reindex([p.label for p in ev.predictions]).fillna("—")  # the human ceiling has no position bias
+# Estimate, then its interval on a second line of the cell: every column fits a 1400 px window, the most
+# important metrics first.
+wide = metric_cells(table, [p.label for p in ev.predictions])
 st.dataframe(
     wide,
     key="metrics_table",
@@ -228,7 +217,7 @@ st.caption(
     "Estimate [95% bootstrap interval, 1,000 resamples of items]. soft xent, Dirichlet score, calibrated xent "
     "in nats per item (lower is better); accuracy against the majority, tied items left out; ECE with 10 bins; "
     "position bias = mean P(first-listed) − 0.5. c and T* per system: "
-    + "; ".join(f"{p.label} {compare.fit_summary(p)}" for p in ev.predictions)
+    + "; ".join(f"{p.label} {statistics.fit_summary(p)}" for p in ev.predictions)
     + f" ({calibration}). The human ceiling scores the second 5-vote sample, smoothed as (1 + n) / (N + K)."
 )
 ref_col, export_col = st.columns([1, 2])
@@ -260,29 +249,14 @@ model_preds = ev.model_predictions()
 counts = ev.counts
 items = ev.aligned.items
 st.subheader("Reliability")
-reliability = reliability_chart(compare.reliability(counts, ev.predictions))
+reliability = reliability_chart(statistics.reliability(counts, ev.predictions))
 st.plotly_chart(reliability, width="stretch", key="reliability_chart")
 ui.export_figure(reliability, "reliability", lambda: ui.manifest(items, "reliability diagram"), key="x_reliability")
 
 st.subheader("Humans against models, per item")
 option = st.selectbox("Option", options, key="c_option") if len(options) > 2 else options[0]
 k = options.index(option)
-human = counts[:, k] / counts.sum(axis=1)
-points = pd.concat(
-    [
-        pd.DataFrame(
-            {
-                "system": p.label,
-                "model": p.p[:, k],
-                "human": human,
-                "split": items["split"],
-                "item_id": items["item_id"],
-            }
-        )
-        for p in model_preds
-    ],
-    ignore_index=True,
-)
+points = human_vs_model(counts, items, model_preds, k)
 scatter = scatter_chart(points, option)
 clicked = st.plotly_chart(scatter, width="stretch", key="scatter_chart", on_select="rerun", selection_mode="points")
 st.caption("Click a point to open the item in Browse.")
@@ -294,22 +268,13 @@ ui.export_figure(
 )
 
 st.subheader("Per-item differences")
-base = model_preds[0]
-per_item = {p.label: compare.item_metrics(counts, p)["xent"] for p in model_preds}
-if len(model_preds) > 1:
-    diffs = pd.DataFrame(
-        {f"{p.label} − {base.label}": per_item[p.label] - per_item[base.label] for p in model_preds[1:]}
-    )
-    x_title = "soft xent difference (nats; < 0: better than the base)"
-else:
-    diffs = pd.DataFrame({base.label: per_item[base.label]})
-    x_title = "soft xent per item (nats)"
+diffs, x_title = xent_differences(counts, model_preds)
 histogram = difference_histogram(diffs, x_title)
 st.plotly_chart(histogram, width="stretch", key="difference_chart")
 ui.export_figure(histogram, "differences", lambda: ui.manifest(items, "per-item differences"), key="x_differences")
 
 st.subheader("Where they disagree most")
-disagree = compare.disagreements(counts, items["item_id"], model_preds)
+disagree = statistics.disagreements(counts, items["item_id"], model_preds)
 disagree.insert(1, "summary", items["summary"].to_numpy())
 sort_by = st.selectbox("Sort by", list(disagree.columns[2:]), key="c_sort")
 st.dataframe(

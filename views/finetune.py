@@ -1,18 +1,17 @@
 """Fine-tune: start a background LoRA run, follow it live, cancel or resume it."""
 
-import time
-
 import pandas as pd
 import streamlit as st
 
-from ethdash import catalog, models, templates, ui
-from ethdash.durations import human_duration
+from ethdash import models, templates
+from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
-from ethdash.figures import curves_chart
-from ethdash.finetune import runs
+from ethdash.evaluation.figures import curves_chart
+from ethdash.finetune import runs, tables
 from ethdash.finetune.config import EVALUATIONS_PER_RUN, RunConfig
 from ethdash.losses import LOSSES
 from ethdash.store import Store
+from views import ui
 
 selection = ui.selection()
 store = Store()
@@ -31,10 +30,10 @@ with st.form("new_run"):
     name = name_col.text_input("Name (the adapter's name)", placeholder="e.g. dilemmas-xent-r8", key="ft_name")
     model = model_col.selectbox("Model", list(models.registry()), key="ft_model")
     loss = loss_col.selectbox("Loss", list(LOSSES), key="ft_loss")
-    fitting = [t.name for t in templates.available().values() if t.dataset == selection["dataset"]]
+    fitting = [t.name for t in templates.available().values() if t.dataset == selection.dataset]
     data_col, split_col, eval_col, limit_col = st.columns(4)
     template = data_col.selectbox("Template", fitting, key="ft_template")
-    splits = catalog.splits(store, selection["dataset"])
+    splits = catalog.splits(store, selection.dataset)
     train_split = split_col.selectbox("Training split", splits, key="ft_split")
     eval_split = eval_col.selectbox(
         "Evaluation split (never trained on)", ["none", *splits], key="ft_eval", help="Must differ from training."
@@ -62,7 +61,7 @@ with st.form("new_run"):
                 name=name.strip(),
                 model=model,
                 template=template,
-                dataset=selection["dataset"],
+                dataset=selection.dataset,
                 split=train_split,
                 eval_split=None if eval_split == "none" else eval_split,
                 limit=int(limit) or None,
@@ -88,143 +87,6 @@ if not all_runs:
     st.stop()
 
 
-def run_rows() -> pd.DataFrame:
-    rows = []
-    for run in all_runs:
-        status = run.status()
-        config = run.config()
-        total = status.get("total_steps") or config.steps or "—"
-        rows.append(
-            {
-                "run": run.name,
-                "state": status.get("state"),
-                "step": f"{status.get('step', 0)} / {total}",
-                "model": config.model,
-                "loss": config.loss,
-                "data": f"{config.dataset}/{config.split}",
-                "message": status.get("message", ""),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def progress_text(name: str, status: dict, total: int) -> str:
-    """One line, e.g. "r8: running · step 5 of 12 · loss 0.6931 nats · 1.24 s/step · ETA about 9 s"."""
-    state = status.get("state")
-    parts = [f"{name}: {state}", f"step {int(status.get('step', 0) or 0)} of {total}"]
-    if status.get("loss") is not None:
-        parts.append(f"loss {status['loss']:.4f} nats")
-    if status.get("seconds_per_step") is not None:
-        parts.append(f"{status['seconds_per_step']:.2f} s/step")
-    eta = status.get("eta_seconds")
-    if state in runs.ACTIVE and eta is not None:
-        left = max(eta - (time.time() - status.get("updated_at", time.time())), 0.0)  # counts down between steps
-        parts.append(f"ETA about {human_duration(left)}")
-    elif state in runs.ACTIVE:
-        parts.append(status.get("message") or "starting")
-    return " · ".join(parts)
-
-
-CURVES = (  # metrics key, series, unit
-    ("xent", "held-out soft xent", "nats"),
-    ("dirichlet", "held-out Dirichlet score", "nats"),
-    ("accuracy", "held-out accuracy", "%"),
-)
-EVAL_COLUMNS = {
-    "step": "step",
-    "xent": "soft xent (nats)",
-    "kl": "KL (nats)",
-    "dirichlet": "Dirichlet score (nats)",
-    "c": "fitted c",
-    "temperature": "T*",
-    "calibrated_xent": "calibrated xent (nats)",
-    "accuracy": "accuracy",
-    "position_bias": "position bias",
-    "items": "held-out items",
-}
-SETTINGS = {  # RunConfig field: the label a person reads
-    "name": "name (the adapter's)",
-    "model": "model",
-    "template": "template",
-    "dataset": "dataset",
-    "split": "training split",
-    "limit": "item limit",
-    "controversial": "controversial items only",
-    "min_margin": "min vote margin",
-    "max_margin": "max vote margin",
-    "order": "option orders trained on",
-    "eval_split": "evaluation split",
-    "eval_fraction": "evaluation fraction",
-    "eval_seed": "evaluation seed",
-    "loss": "loss",
-    "rank": "LoRA rank",
-    "alpha": "LoRA alpha",
-    "dropout": "LoRA dropout",
-    "target_modules": "target modules",
-    "learning_rate": "learning rate",
-    "schedule": "schedule",
-    "warmup_steps": "warm-up steps",
-    "max_grad_norm": "gradient clipping (max norm)",
-    "steps": "steps",
-    "epochs": "epochs",
-    "batch_size": "batch size",
-    "grad_accum": "gradient accumulation",
-    "seed": "seed",
-    "heldout_fraction": "held-out fraction",
-    "eval_every": "evaluate every (steps)",
-    "checkpoint_every": "checkpoint every (steps)",
-    "quantize_4bit": "4-bit base model (QLoRA)",
-    "processes": "data-parallel processes",
-    "compile": "torch.compile",
-}
-RESULTS = {  # final result key: label
-    "chosen_step": "chosen checkpoint (step)",
-    "xent": "held-out soft xent (nats)",
-    "kl": "held-out KL (nats)",
-    "dirichlet": "held-out Dirichlet score (nats)",
-    "c": "fitted c",
-    "temperature": "T*",
-    "calibrated_xent": "held-out calibrated xent (nats)",
-    "accuracy": "held-out accuracy",
-    "position_bias": "position bias",
-    "items": "held-out items",
-    "adapter_hash": "adapter content hash",
-}
-
-
-def shown(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def labelled(pairs: list[tuple[str, object]], header: str) -> pd.DataFrame:
-    return pd.DataFrame({header: [label for label, _ in pairs], "value": [shown(v) for _, v in pairs]})
-
-
-def settings_table(config: RunConfig, status: dict) -> pd.DataFrame:
-    values = dict(config.__dict__)
-    if values["limit"] is None:
-        values["limit"] = "all items"
-    if values["eval_every"] is None:  # the interval the run chose (about ten a run)
-        chosen = status.get("eval_every")
-        values["eval_every"] = f"{chosen} (auto)" if chosen else "auto"
-    return labelled([(SETTINGS.get(key, key.replace("_", " ")), value) for key, value in values.items()], "setting")
-
-
-def results_table(final: dict) -> pd.DataFrame:
-    values = dict(final)
-    if isinstance(values.get("accuracy"), float):
-        values["accuracy"] = f"{values['accuracy']:.1%}"
-    if values.get("adapter_hash"):
-        values["adapter_hash"] = values["adapter_hash"][:16] + "…"
-    return labelled([(label, values[key]) for key, label in RESULTS.items() if key in values], "result")
-
-
 st.subheader("Runs")
 names = [r.name for r in all_runs]
 if st.session_state.get("ft_run") not in names:
@@ -244,11 +106,11 @@ def live() -> None:
     before, seen[run.name] = seen.get(run.name), state
     if before in runs.ACTIVE and state not in runs.ACTIVE:
         st.rerun(scope="app")
-    st.dataframe(run_rows(), hide_index=True, key="runs_table")
+    st.dataframe(tables.run_rows(), hide_index=True, key="runs_table")
     config = run.config()
     step = int(status.get("step", 0) or 0)
     total = status.get("total_steps") or config.steps or max(step, 1)
-    st.progress(min(step / total, 1.0), text=progress_text(run.name, status, total))
+    st.progress(min(step / total, 1.0), text=tables.progress_text(run.name, status, total))
     records = run.metrics()
     evals = [r for r in records if r.get("kind") == "eval"]
     curves = [
@@ -258,7 +120,7 @@ def live() -> None:
     ]
     curves += [
         {"step": r["step"], "value": r[key], "series": series, "unit": unit}
-        for key, series, unit in CURVES
+        for key, series, unit in tables.CURVES
         for r in evals
         if r.get(key) is not None
     ]
@@ -266,16 +128,18 @@ def live() -> None:
         st.plotly_chart(curves_chart(pd.DataFrame(curves), f"{run.name}: training and held-out curves"), key="curves")
     if evals:
         st.caption("Held-out evaluations")
-        table = pd.DataFrame(evals)[[c for c in EVAL_COLUMNS if c in evals[0]]].rename(columns=EVAL_COLUMNS)
+        table = pd.DataFrame(evals)[[c for c in tables.EVAL_COLUMNS if c in evals[0]]].rename(
+            columns=tables.EVAL_COLUMNS
+        )
         st.dataframe(table, hide_index=True, key="eval_table")
     if status.get("final"):
         st.success(f"Finished: adapter '{run.name}' registered; choose it in the sidebar to compare.")
     settings_col, results_col = st.columns(2)
     settings_col.caption("Configuration")
-    settings_col.table(settings_table(config, status), hide_index=True, alt=f"The settings of run {run.name}")
+    settings_col.table(tables.settings_table(config, status), hide_index=True, alt=f"The settings of run {run.name}")
     if status.get("final"):
         results_col.caption("Result (the chosen checkpoint on the held-out items)")
-        results_col.table(results_table(status["final"]), hide_index=True, alt=f"The results of run {run.name}")
+        results_col.table(tables.results_table(status["final"]), hide_index=True, alt=f"The results of run {run.name}")
     st.caption("Log (last lines)")
     st.code(run.log_tail(15) or "(empty)", language=None)
 

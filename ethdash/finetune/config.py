@@ -7,9 +7,10 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ethdash import catalog, models, templates
+from ethdash import models, templates
+from ethdash.datasets import catalog
+from ethdash.datasets.items import DATASET_NAME
 from ethdash.errors import EthdashError
-from ethdash.items import DATASET_NAME
 from ethdash.losses import LOSSES
 from ethdash.store import Store
 

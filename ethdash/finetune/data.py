@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import catalog
-from ethdash.prompting import Prompter
+from ethdash.datasets import catalog
+from ethdash.scoring.prompting import Prompter
 from ethdash.store import Store
 from ethdash.templates import Template
 from ethdash.votes import vote_margin

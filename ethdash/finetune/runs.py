@@ -19,25 +19,18 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from ethdash import settings
 from ethdash.errors import EthdashError
 from ethdash.finetune.config import ConfigError, RunConfig, validate
-from ethdash.processes import alive
+from ethdash.processes import alive, launch_detached
 from ethdash.store import Store
 
 ACTIVE = ("queued", "running")
 COMPLETE = "complete"  # marker file written last into a checkpoint
-
-
-def runs_dir() -> Path:
-    return settings.home_dir() / "runs"
 
 
 class Run:
@@ -106,7 +99,7 @@ class Run:
 
 
 def get(name: str) -> Run:
-    folder = runs_dir() / name
+    folder = settings.runs_dir() / name
     if not name or "/" in name or name.startswith(".") or not (folder / "config.json").is_file():
         known = ", ".join(r.name for r in all_runs()) or "none"
         raise EthdashError(f"unknown run '{name}' (runs: {known})")
@@ -114,15 +107,15 @@ def get(name: str) -> Run:
 
 
 def all_runs() -> list[Run]:
-    if not runs_dir().is_dir():
+    if not settings.runs_dir().is_dir():
         return []
-    return [Run(p) for p in sorted(runs_dir().iterdir()) if (p / "config.json").is_file()]
+    return [Run(p) for p in sorted(settings.runs_dir().iterdir()) if (p / "config.json").is_file()]
 
 
 def create(config: RunConfig, store: Store) -> Run:
     """Validate and write the run folder; nothing runs yet."""
     validate(config, store)
-    folder = runs_dir() / config.name
+    folder = settings.runs_dir() / config.name
     if folder.exists():
         raise ConfigError(f"a run named '{config.name}' exists already ({folder})")
     folder.mkdir(parents=True)
@@ -134,22 +127,13 @@ def create(config: RunConfig, store: Store) -> Run:
 
 def launch(run: Run) -> int:
     """Start the run's own process, detached; returns its pid."""
-    log = run.log_path.open("a")
     worker = ["-m", "ethdash.finetune.worker", str(run.folder)]
     processes = run.config().processes
     if processes > 1:  # data parallel: torchrun starts one worker per process (per GPU)
         worker = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *worker]
-    process = subprocess.Popen(
-        [sys.executable, *worker],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=str(run.folder),
-    )
-    log.close()
-    run.write_status(state="queued", pid=process.pid, pid_started=psutil.Process(process.pid).create_time())
-    return process.pid
+    started = launch_detached([sys.executable, *worker], run.log_path, append=True, cwd=run.folder)
+    run.write_status(state="queued", pid=started.pid, pid_started=started.started)
+    return started.pid
 
 
 def start(config: RunConfig, store: Store) -> Run:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("xent", "dirichlet", "calibrated_xent", "accuracy", "kl")
+from ethdash.evaluation import measures
 
 
 def spread(finals: dict[str, dict]) -> dict[str, dict]:
     """Per metric: mean, sample standard deviation, min, max and n over the runs that report it."""
     out = {}
-    for metric in METRICS:
+    for metric in (m.name for m in measures.METRICS):
         values = np.array([f[metric] for f in finals.values() if f.get(metric) is not None], dtype=float)
         if len(values):
             out[metric] = {

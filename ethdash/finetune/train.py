@@ -23,15 +23,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ethdash import adapters, catalog, metrics, models, orders, scoring, templates
-from ethdash.batching import last_column, left_pad, length_batches
+from ethdash import adapters, models, orders, scoring, templates
+from ethdash.datasets import catalog
 from ethdash.durations import Pace, human_duration
+from ethdash.evaluation import measures
 from ethdash.finetune.config import eval_interval
 from ethdash.finetune.data import Example, examples, heldout_split, select_items
 from ethdash.finetune.fused import prepare
 from ethdash.finetune.runs import COMPLETE, Run, remove_incomplete_checkpoints
 from ethdash.losses import compute
-from ethdash.prompting import Prompter
+from ethdash.scoring.batching import last_column, left_pad, length_batches
+from ethdash.scoring.prompting import Prompter
 from ethdash.store import Store
 
 EVAL_TOKENS_PER_BATCH = 2048
@@ -267,27 +269,22 @@ def eval_line(record: dict) -> str:
 
 
 def heldout_metrics(items, probs: dict, template) -> dict:
-    """Soft xent, Dirichlet score (c fitted here), T*, calibrated xent and accuracy on the held-out items."""
+    """Every metric (ethdash.evaluation.measures) on the held-out items, with c and T* fitted on them."""
     counts = np.array([list(c) for c in items["counts"]], dtype=float)
     if template.is_dilemma:
         p_ab = np.array([probs[(i, "ab")] for i in items["item_id"]])
         p_ba = np.array([probs[(i, "ba")] for i in items["item_id"]])
         p = orders.combine(p_ab, p_ba)
-        bias = orders.position_bias(p_ab, p_ba)
+        first = 0.5 * (p_ab[:, 0] + p_ba[:, 1])  # per item, P(first-listed option) over both orders
     else:
         p = np.array([probs[(i, "-")] for i in items["item_id"]])
-        bias = None
-    c = metrics.fit_concentration(counts, p)
-    t = metrics.fit_temperature(counts, p)
+        first = None
+    inputs = measures.fitted_inputs(counts, p, first)
     return {
-        "xent": metrics.soft_xent(counts, p),
-        "kl": metrics.kl(counts, p),
-        "dirichlet": metrics.dirichlet_score(counts, p, c),
-        "c": c,
-        "temperature": t,
-        "calibrated_xent": metrics.calibrated_xent(counts, p, t),
-        "accuracy": metrics.accuracy(counts, p).value,
-        "position_bias": bias,
+        "position_bias": None,  # reported (as none) for anecdotes too
+        **measures.values(inputs),
+        "c": float(inputs.c[0]),
+        "temperature": float(inputs.t[0]),
         "items": len(counts),
     }
 

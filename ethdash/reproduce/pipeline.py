@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ethdash import catalog, compare, models, scoring, templates
+from ethdash import models, scoring, templates
+from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
-from ethdash.evaluation import Evaluation, evaluate, fit_on
+from ethdash.evaluation import Evaluation, evaluate, fit_on, statistics
 from ethdash.finetune import runs
 from ethdash.finetune.config import RunConfig
 from ethdash.finetune.data import evaluation_part, heldout_split, select_items
 from ethdash.reproduce.profiles import HELDOUT_FRACTION, SPLIT_SEED, Experiment, Profile, experiments
-from ethdash.scored import System
+from ethdash.scoring import System
 from ethdash.store import Store
 
 Say = Callable[[str], None]
@@ -146,34 +147,26 @@ def _splits(store: Store) -> dict[str, list[str]]:
 
 
 class Scorers:
-    """One scorer for the whole reproduction (the local model loads once; adapters switch on it)."""
+    """Scoring for the whole reproduction (the embedded model loads once per process; adapters switch on it)."""
 
     def __init__(self, store: Store, opts: Options):
         self.store, self.opts = store, opts
-        self._local = None
 
     def score(self, system: System, dataset: str, split: str, wanted: Keys, say: Say) -> None:
+        from ethdash.scoring import service
+
         ids = tuple(sorted(i for s, i in wanted if s == split))
         job = system.job(dataset, split, self.opts.backend, ids)
-        from ethdash.backends.factory import make_scorer
-
-        make, make_prompter, dtype = make_scorer(self.store, job, self.opts.server)
-        plan = scoring.plan(self.store, job, dtype)
-        if not plan.todo:
+        prepared = service.prepare(self.store, job, self.opts.server)
+        if not prepared.plan.todo:
             return
-        say(f"  scoring {system.label} on {len(ids)} {dataset}/{split} items: {len(plan.todo)} prompts")
-        if self.opts.backend == "local":
-            if self._local is None:
-                self._local = (make(), make_prompter())
-            scorer, prompter = self._local
-        else:
-            scorer, prompter = make(), make_prompter()
+        say(f"  scoring {system.label} on {len(ids)} {dataset}/{split} items: {len(prepared.plan.todo)} prompts")
 
         def progress(p: scoring.Progress) -> None:
             if p.done == p.total or p.done % (scoring.CHUNK * 10) == 0:
                 say(f"    {p.done}/{p.total} ({p.done / max(p.elapsed_s, 1e-9):.1f}/s)")
 
-        scoring.run(self.store, plan, scorer, prompter, progress)
+        service.run(self.store, prepared, progress)
 
 
 def train(store: Store, config: RunConfig, say: Say, poll_s: float = 5.0) -> None:
@@ -273,32 +266,16 @@ def _options(store: Store, exp: Experiment) -> tuple[str, ...]:
 
 
 def write_figures(result: ExperimentResult, out: Path, options: tuple[str, ...]) -> None:
-    from ethdash import export
-    from ethdash.figures import reliability_chart, scatter_chart
+    from ethdash.evaluation import export
+    from ethdash.evaluation.figures import reliability_chart, scatter_chart
+    from ethdash.evaluation.frames import human_vs_model
 
     ev = result.evaluation
     counts, items = ev.counts, ev.aligned.items
     option = options[0]
     figures = {
-        "reliability": reliability_chart(compare.reliability(counts, ev.predictions)),
-        "scatter": scatter_chart(
-            pd.concat(
-                [
-                    pd.DataFrame(
-                        {
-                            "system": p.label,
-                            "model": p.p[:, 0],
-                            "human": counts[:, 0] / counts.sum(axis=1),
-                            "split": items["split"],
-                            "item_id": items["item_id"],
-                        }
-                    )
-                    for p in ev.model_predictions()
-                ],
-                ignore_index=True,
-            ),
-            option,
-        ),
+        "reliability": reliability_chart(statistics.reliability(counts, ev.predictions)),
+        "scatter": scatter_chart(human_vs_model(counts, items, ev.model_predictions(), 0), option),
     }
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)

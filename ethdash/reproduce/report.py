@@ -13,12 +13,12 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import pandas as pd
 
-from ethdash import compare, models, templates
-from ethdash.export import commit, data_checksum
+from ethdash import models, templates
+from ethdash.evaluation import measures
+from ethdash.evaluation.export import commit, data_checksum
 from ethdash.reproduce.pipeline import ExperimentResult, Options
 
 PACKAGES = ("ethdash", "torch", "transformers", "peft", "duckdb", "numpy", "scipy", "pandas", "streamlit", "plotly")
-SHOWN = ("xent", "dirichlet", "calibrated_xent", "accuracy", "brier", "ece", "position_bias")
 
 
 def _version(name: str) -> str:
@@ -41,7 +41,7 @@ def metric_rows(table: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for system, rows in table.groupby("system", sort=False):
         by_metric = {r["metric"]: r for _, r in rows.iterrows()}
-        out[system] = {compare.METRICS[m][0]: cell(by_metric.get(m)) for m in SHOWN}
+        out[system] = {m.label: cell(by_metric.get(m.name)) for m in measures.COMPARED}
         if "dirichlet" in by_metric:
             out[system]["c"] = f"{by_metric['dirichlet']['c']:.3g}"
             out[system]["T*"] = f"{by_metric['calibrated_xent']['T']:.3g}"

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,21 +23,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from ethdash import settings
 from ethdash.errors import EthdashError
-from ethdash.processes import alive
-from ethdash.scored import System
+from ethdash.processes import alive, launch_detached
+from ethdash.scoring import System
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 DONE_PREFIX = "done: "  # the last line `ethdash score` prints when it has stored every score
 _PLANNED = re.compile(r"(\d+) scores wanted, (\d+) already stored, (\d+) to compute")
 _PROGRESS = re.compile(r"(\d+)/(\d+) scored\s+([\d.]+)/s")
-
-
-def jobs_dir() -> Path:
-    return settings.home_dir() / "jobs"
 
 
 def score_command(
@@ -65,7 +58,7 @@ def start_scoring(
     item_ids: Sequence[str] | None = None,
 ) -> dict:
     """Start scoring a system on a split (on only `item_ids` of it when given) in its own process group."""
-    folder = jobs_dir()
+    folder = settings.jobs_dir()
     folder.mkdir(parents=True, exist_ok=True)
     job_id = f"score-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     log_path = folder / f"{job_id}.log"
@@ -78,10 +71,7 @@ def start_scoring(
         items_file = folder / f"{job_id}.items"
         items_file.write_text("".join(f"{i}\n" for i in item_ids))
     argv = score_command(system, dataset, split, server, items_file)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    started = launch_detached(argv, log_path)
     record = {
         "id": job_id,
         "system": system.label,
@@ -89,8 +79,8 @@ def start_scoring(
         "split": split,
         "items": None if item_ids is None else len(item_ids),  # None: the whole split
         "argv": argv,
-        "pid": process.pid,
-        "pid_started": psutil.Process(process.pid).create_time(),
+        "pid": started.pid,
+        "pid_started": started.started,
         "log": str(log_path),
         "started_at": time.time(),
     }
@@ -101,7 +91,7 @@ def start_scoring(
 def _record_path(job_id: str) -> Path:
     if not re.fullmatch(r"score-[\w-]+", job_id):
         raise EthdashError(f"'{job_id}' is not a job id")
-    return jobs_dir() / f"{job_id}.json"
+    return settings.jobs_dir() / f"{job_id}.json"
 
 
 def _write(record: dict) -> None:
@@ -179,7 +169,7 @@ def with_state(record: dict, tail_lines: int = 12) -> dict:
 
 def jobs(since_s: float = 24 * 3600) -> list[dict]:
     """Recent jobs, newest first, each with its state (see `with_state`)."""
-    folder = jobs_dir()
+    folder = settings.jobs_dir()
     if not folder.is_dir():
         return []
     out = []

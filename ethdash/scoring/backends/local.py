@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
+import threading
 import time
 from collections import defaultdict
 
 import numpy as np
 
 from ethdash.adapters import Adapter
-from ethdash.backends import Request, Result
-from ethdash.batching import last_column, left_pad, length_batches
 from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
+from ethdash.scoring.backends import Backend, Connection, Request, Result, register
+from ethdash.scoring.batching import last_column, left_pad, length_batches
 
 TOKENS_PER_BATCH = 4096  # padded tokens per forward pass: large enough to fill the cores, small for memory
 MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a separate pass
@@ -127,3 +129,22 @@ def shared_prefix(prompts: list[tuple[int, ...]]) -> tuple[int, ...]:
     while n < shortest - 1 and all(p[n] == first[n] for p in prompts):
         n += 1
     return first[:n]
+
+
+# One loaded model per process and model spec, shared by every job (the dashboard's sessions, a reproduce
+# run's stages); its lock serialises jobs because adapters are switched in place.
+_LOCKS: dict[ModelSpec, threading.Lock] = defaultdict(threading.Lock)
+
+
+@functools.cache
+def _loaded(spec: ModelSpec) -> LocalScorer:
+    return LocalScorer(spec)
+
+
+def _connect(spec: ModelSpec, server: str | None) -> Connection:
+    if server:
+        raise EthdashError("the local backend takes no server URL: use --backend vllm with --server")
+    return Connection(spec.dtype, lambda: _loaded(spec), _LOCKS[spec])
+
+
+register(Backend("local", "the embedded transformers model, in this process", _connect))

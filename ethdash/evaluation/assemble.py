@@ -2,7 +2,7 @@
 
 Loads each system's stored probabilities, keeps the items every system has scored, sets each system's
 c and T* (fitted on a calibration split, or cross-fitted on the compared items), and computes the
-metric table, references, human ceiling, reliability and per-item disagreements through ethdash.compare.
+metric table, references, human ceiling, reliability and per-item disagreements through ethdash.evaluation.statistics.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ethdash import browse, catalog, compare
-from ethdash.scored import Aligned, System, align, probabilities, training_overlap
+from ethdash.datasets import catalog, selection
+from ethdash.evaluation import statistics
+from ethdash.evaluation.aligned import Aligned, align, probabilities, training_overlap
+from ethdash.scoring import System
 from ethdash.store import Store
 
 CROSS_FIT = None  # calibration: cross-fitted on the compared items
@@ -23,7 +25,7 @@ CROSS_FIT = None  # calibration: cross-fitted on the compared items
 class Evaluation:
     systems: list[System]
     aligned: Aligned
-    predictions: list[compare.Predictions]  # one per system, then the human ceiling where there is one
+    predictions: list[statistics.Predictions]  # one per system, then the human ceiling where there is one
     coverage: pd.DataFrame  # system, scored, items
     overlap: dict[str, int]  # adapter label → evaluated items it was trained on
     calibration: dict[str, str] = field(default_factory=dict)  # label → where c and T* come from
@@ -33,17 +35,17 @@ class Evaluation:
         return self.aligned.counts
 
     def table(self, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-        return compare.metric_table(self.counts, self.predictions, n_resamples, seed)
+        return statistics.metric_table(self.counts, self.predictions, n_resamples, seed)
 
     def references(self, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
-        return compare.references(self.counts, n_draws, seed)
+        return statistics.references(self.counts, n_draws, seed)
 
     def paired(self, a: str, b: str, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         by_label = {p.label: p for p in self.predictions}
-        return compare.paired_differences(self.counts, by_label[a], by_label[b], n_resamples, seed)
+        return statistics.paired_differences(self.counts, by_label[a], by_label[b], n_resamples, seed)
 
-    def model_predictions(self) -> list[compare.Predictions]:
-        return [p for p in self.predictions if p.label != compare.HUMAN_CEILING]
+    def model_predictions(self) -> list[statistics.Predictions]:
+        return [p for p in self.predictions if p.label != statistics.HUMAN_CEILING]
 
 
 def evaluate(
@@ -53,7 +55,7 @@ def evaluate(
     split: str | None,
     view: str,
     options: tuple[str, ...],
-    filters: browse.Filters | None = None,
+    filters: selection.Filters | None = None,
     calibration_split: str | None = CROSS_FIT,
     backend: str = "local",
     fits: dict[str, tuple[float, float]] | None = None,
@@ -82,9 +84,9 @@ def evaluate(
         if system.label in cal_fits:
             c, t = cal_fits[system.label]
             source = fits_source if fits and system.label in fits else f"fitted on {calibration_split}"
-            predictions.append(compare.with_fit(system.label, p, c, t, first, source))
+            predictions.append(statistics.with_fit(system.label, p, c, t, first, source))
         else:
-            predictions.append(compare.cross_fitted(system.label, counts, p, first))
+            predictions.append(statistics.cross_fitted(system.label, counts, p, first))
         sources[system.label] = predictions[-1].calibration
     ceiling = human_ceiling(aligned)
     if ceiling is not None:
@@ -99,7 +101,7 @@ def load(
     split: str | None,
     view: str,
     options: tuple[str, ...],
-    filters: browse.Filters | None = None,
+    filters: selection.Filters | None = None,
     backend: str = "local",
     keep: set[tuple[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
@@ -108,10 +110,10 @@ def load(
 
     keep: only these (split, item id), e.g. a seeded evaluation part."""
     with store.connect():
-        table = browse.item_table(store, dataset, split, view, options)
+        table = selection.item_table(store, dataset, split, view, options)
         split_items = len(table)
         if filters is not None and not table.empty:
-            table = browse.apply_filters(table, filters)
+            table = selection.apply_filters(table, filters)
         if keep is not None and not table.empty:
             table = table[[k in keep for k in zip(table["split"], table["item_id"])]].reset_index(drop=True)
         keys = set(zip(table["split"], table["item_id"])) if not table.empty else set()
@@ -134,12 +136,12 @@ def load(
     return table, per_system, pd.DataFrame(coverage)
 
 
-def human_ceiling(aligned: Aligned) -> compare.Predictions | None:
+def human_ceiling(aligned: Aligned) -> statistics.Predictions | None:
     """The second human sample as a system, on the items that have one (None if no item has)."""
     if len(aligned.items) == 0 or aligned.items["second_counts"].isna().any():
         return None
     second = catalog.counts_matrix(aligned.items, "second_counts")
-    return compare.cross_fitted(compare.HUMAN_CEILING, aligned.counts, compare.human_ceiling(second))
+    return statistics.cross_fitted(statistics.HUMAN_CEILING, aligned.counts, statistics.human_ceiling(second))
 
 
 def fit_on(
@@ -158,4 +160,4 @@ def fit_on(
     aligned = align(table, probs)
     if len(aligned.items) < 2:
         return None
-    return compare.fitted(aligned.counts, aligned.p(system.label))
+    return statistics.fitted(aligned.counts, aligned.p(system.label))

@@ -58,7 +58,7 @@ def fetch_scruples(
 ) -> list[Path]:
     """Download the named datasets' archives into ETHDASH_CACHE/downloads and return their paths."""
     root = (url or base_url()).rstrip("/")
-    folder = settings.cache_dir() / "downloads"
+    folder = settings.downloads_dir()
     paths = []
     for name in datasets:
         if name not in ARCHIVES:

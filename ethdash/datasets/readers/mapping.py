@@ -21,14 +21,14 @@ import csv
 import io
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ethdash.datasets.items import CUSTOM_VIEW, DATASET_NAME, SCRUPLES_DATASETS, SPLIT_NAME, Item
+from ethdash.datasets.readers.records import ProblemLog, Record, check_unique_ids, decode_lines, json_records
 from ethdash.errors import DataError, Problem
-from ethdash.items import CUSTOM_VIEW, DATASET_NAME, SCRUPLES_DATASETS, SPLIT_NAME, Item
-from ethdash.readers.records import ProblemLog, Record, check_unique_ids, decode_lines, json_records
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ class Mapping:
             for key in ("votes", "second_votes"):
                 if raw.get(key) is not None and len(raw[key]) != n:
                     bad(key, f"one column per option: {n} options, {len(raw[key])} columns")
-            if raw.get("format") not in (None, "jsonl", "csv"):
-                bad("format", "must be 'jsonl' or 'csv'")
+            if raw.get("format") not in (None, *FORMATS):
+                bad("format", f"must be {' or '.join(map(repr, FORMATS))}")
         if problems:
             raise DataError(problems)
         tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes") if raw.get(k) is not None}
@@ -111,19 +111,16 @@ class Mapping:
         if self.format:
             return self.format
         lower = file_name.lower()
-        if lower.endswith((".jsonl", ".ndjson")):
-            return "jsonl"
-        if lower.endswith(".csv"):
-            return "csv"
-        return None
+        return next((f.name for f in FORMATS.values() if lower.endswith(f.extensions)), None)
 
 
 def read_mapped(data: bytes, source: str, mapping: Mapping, log: ProblemLog) -> list[Item]:
     fmt = mapping.file_format(source)
     if fmt is None:
-        log.add("cannot tell the format from the file name: give format = 'jsonl' or 'csv' in the mapping")
+        names = " or ".join(map(repr, FORMATS))
+        log.add(f"cannot tell the format from the file name: give format = {names} in the mapping")
         return []
-    records = _csv_records(data, mapping, log) if fmt == "csv" else _jsonl_records(data, mapping, log)
+    records = FORMATS[fmt].records(data, mapping, log)
     items = [item for item in (_item(r, mapping, source) for r in records) if item is not None]
     check_unique_ids(items, log)
     return items
@@ -215,3 +212,23 @@ def _counts(record: Record, columns: tuple[str, ...], require_votes: bool) -> tu
         record.problem("the item has no votes (all counts are zero)", ", ".join(columns))
         return None
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Format:
+    """A file format of records: the `format` name a mapping gives, the file endings that imply it, and the
+    reader that turns a file's bytes into records (problems go to the log with their line)."""
+
+    name: str
+    extensions: tuple[str, ...]
+    records: Callable[[bytes, Mapping, ProblemLog], Iterator[Record]]
+
+
+# A new format is one reader above and one entry here.
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("jsonl", (".jsonl", ".ndjson"), _jsonl_records),
+        Format("csv", (".csv",), _csv_records),
+    )
+}

@@ -12,11 +12,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ethdash.datasets.items import CUSTOM_VIEW, Dataset, Item, LabelView, scruples_dataset
+from ethdash.datasets.readers.mapping import Mapping, read_mapped
+from ethdash.datasets.readers.records import ProblemLog
+from ethdash.datasets.readers.scruples import EXPECTED_NAME, identify, read_scruples
 from ethdash.errors import DataError, Problem
-from ethdash.items import CUSTOM_VIEW, Dataset, Item, LabelView, scruples_dataset
-from ethdash.readers.mapping import Mapping, read_mapped
-from ethdash.readers.records import ProblemLog
-from ethdash.readers.scruples import EXPECTED_NAME, identify, read_scruples
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ethdash import catalog, metrics
+from ethdash import metrics
+from ethdash.datasets import catalog
 from ethdash.store import Store
 from ethdash.votes import majority
 

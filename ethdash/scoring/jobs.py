@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from ethdash import adapters, catalog, models, templates
+from ethdash import adapters, models, templates
 from ethdash.adapters import Adapter
-from ethdash.backends import Request, Result, Scorer
+from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
 from ethdash.migrations import utc_now
-from ethdash.prompting import Prompter
+from ethdash.scoring.backends import Request, Result, Scorer
+from ethdash.scoring.prompting import Prompter
 from ethdash.store import Store
 
 CHUNK = 32  # requests scored and written per unit of work
@@ -42,6 +43,22 @@ class Job:
     order: str = "both"
     backend: str = "local"
     item_ids: tuple[str, ...] | None = None  # only these items (the item open in the dashboard)
+
+
+@dataclass(frozen=True)
+class System:
+    """What produces a distribution: a model, with an adapter or not, asked through a template."""
+
+    model: str
+    adapter: str | None
+    template: str
+
+    @property
+    def label(self) -> str:
+        return self.adapter or f"{self.model} (base)"
+
+    def job(self, dataset: str, split: str | None, backend: str = "local", item_ids=None) -> Job:
+        return Job(self.model, self.template, dataset, split, self.adapter, backend=backend, item_ids=item_ids)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Compare systems with the humans on one selection of items (../shared/DESIGN.md §3). Pure: arrays in,
+"""Compare systems with the humans on one selection of items (formulas: the README, Metrics). Pure: arrays in,
 frames out.
 
 Every metric but ECE is a mean of per-item values, so a bootstrap resample is a mean over resampled
@@ -9,26 +9,15 @@ T* fitted on that item.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from ethdash import metrics
-from ethdash.votes import as_counts, majority, shares
+from ethdash.evaluation import measures
+from ethdash.votes import as_counts, shares
 
-# Metric name → (label, lower is better).
-METRICS: dict[str, tuple[str, bool]] = {
-    "xent": ("soft xent", True),
-    "dirichlet": ("Dirichlet score", True),
-    "calibrated_xent": ("calibrated xent", True),
-    "accuracy": ("accuracy", False),
-    "brier": ("Brier", True),
-    "ece": ("ECE", True),
-    "position_bias": ("position bias", True),  # signed, 0 is best: paired differences compare its size
-}
 HUMAN_CEILING = "humans (second sample)"
 
 # Fewer compared items than this and the metrics, their intervals and the fitted c and T* swing with
@@ -51,6 +40,9 @@ class Predictions:
     t: np.ndarray  # per item: temperature
     first: np.ndarray | None = None  # per item: mean P(first-listed option) over both orders (dilemmas)
     calibration: str = ""  # where c and T* come from, said in the table
+
+    def inputs(self, counts: np.ndarray) -> measures.Inputs:
+        return measures.Inputs(counts, self.p, self.c, self.t, self.first)
 
     def subset(self, keep: np.ndarray) -> Predictions:
         first = None if self.first is None else self.first[keep]
@@ -121,7 +113,7 @@ def fit_warnings(pred: Predictions) -> dict[str, str]:
             end, value = hits[-1]
             out[metric] = (
                 f"{pred.label}: {name} = {value:.3g} is at the {end} end of its search range [{low:g}, {high:g}]: "
-                f"the fit has no optimum inside it, so its {METRICS[metric][0]} rests on an arbitrary value"
+                f"the fit has no optimum inside it, so its {measures.label(metric)} rests on an arbitrary value"
             )
     return out
 
@@ -151,22 +143,8 @@ def table_warnings(table: pd.DataFrame) -> list[str]:
 
 def item_metrics(counts: object, pred: Predictions) -> pd.DataFrame:
     """Per-item values of every mean metric (accuracy: 1/0, NaN where the majority is tied)."""
-    n = as_counts(counts)
-    with np.errstate(divide="ignore"):
-        tempered = special.softmax(np.log(pred.p) / pred.t[:, None], axis=1)
-    maj = majority(n)
-    hit = (pred.p.argmax(axis=1) == maj).astype(float)
-    return pd.DataFrame(
-        {
-            "xent": metrics.soft_xent_items(n, pred.p),
-            "kl": metrics.kl_items(n, pred.p),
-            "dirichlet": metrics.dirichlet_multinomial_nll_items(n, pred.c[:, None] * pred.p),
-            "calibrated_xent": metrics.soft_xent_items(n, tempered),
-            "accuracy": np.where(maj >= 0, hit, np.nan),
-            "brier": metrics.brier_items(n, pred.p),
-            "position_bias": np.nan if pred.first is None else pred.first - 0.5,
-        }
-    )
+    inputs = pred.inputs(as_counts(counts))
+    return pd.DataFrame({m.name: m.per_item(inputs) for m in measures.METRICS if m.per_item is not None})
 
 
 def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -184,22 +162,14 @@ def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[flo
 
 
 def _per_metric(counts: np.ndarray, pred: Predictions, idx: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """Each metric's estimate and its value on every resample."""
-    values = item_metrics(counts, pred)
+    """Each compared metric's estimate and its value on every resample (none where it is undefined)."""
+    inputs = pred.inputs(counts)
     out = {}
-    for name in METRICS:
-        if name == "ece":
-            estimate = metrics.ece(counts, pred.p)
-            resampled = np.array([metrics.ece(counts[i], pred.p[i]) for i in idx])
-        else:
-            column = values[name].to_numpy()
-            if np.isnan(column).all():
-                continue
-            estimate = float(np.nanmean(column))
-            with warnings.catch_warnings():  # a resample with only tied items has no accuracy
-                warnings.simplefilter("ignore", RuntimeWarning)
-                resampled = np.nanmean(column[idx], axis=1)
-        out[name] = (estimate, resampled)
+    for metric in measures.COMPARED:
+        estimate = metric.value(inputs)
+        if metric.corpus is None and np.isnan(estimate):
+            continue
+        out[metric.name] = (estimate, measures.resampled(metric, inputs, idx))
     return out
 
 
@@ -244,20 +214,20 @@ def paired_differences(
     idx = resample_indices(len(n), n_resamples, seed)
     ma, mb = _per_metric(n, a, idx), _per_metric(n, b, idx)
     rows = []
-    for name in METRICS:
+    for metric in measures.COMPARED:
+        name = metric.name
         if name in ma and name in mb:
             (ea, ra), (eb, rb) = ma[name], mb[name]
-            if name == "position_bias":  # signed, best at 0: compare its size
+            if metric.signed:  # best at 0: compare its size
                 ea, ra, eb, rb = abs(ea), np.abs(ra), abs(eb), np.abs(rb)
             est, low, high = _interval(ea - eb, ra - rb, level)
-            better = METRICS[name][1]
             rows.append(
                 {
-                    "metric": "|position_bias|" if name == "position_bias" else name,
+                    "metric": f"|{name}|" if metric.signed else name,
                     "difference": est,
                     "low": low,
                     "high": high,
-                    "favours": _favours(low, high, better, a.label, b.label),
+                    "favours": _favours(low, high, metric.lower_is_better, a.label, b.label),
                 }
             )
     return pd.DataFrame(rows)

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 
 from ethdash import adapters, templates
 from ethdash.errors import EthdashError
-from ethdash.figures import publication_style
+from ethdash.evaluation.figures import publication_style
 from ethdash.store import Store
 
 FIGURE_FORMATS = ("png", "svg", "pdf")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ethdash.items import (
+from ethdash.datasets.items import (
     ANECDOTE_CLASSES,
     ANECDOTE_VIEW,
     ANECDOTES,
@@ -16,7 +16,7 @@ from ethdash.items import (
     Item,
     binarize,
 )
-from ethdash.readers.records import ProblemLog, Record, check_unique_ids, json_records
+from ethdash.datasets.readers.records import ProblemLog, Record, check_unique_ids, json_records
 
 FILE_NAME = re.compile(r"^(?P<split>[A-Za-z0-9][A-Za-z0-9_-]*)\.scruples-(?P<kind>anecdotes|dilemmas)\.jsonl$")
 EXPECTED_NAME = "{split}.scruples-{anecdotes|dilemmas}.jsonl"

@@ -1,22 +1,23 @@
-"""Streamlit pieces shared by the pages: the sidebar's choices, the in-process model, export buttons.
+"""Streamlit pieces shared by the pages: the sidebar's choices, scoring on demand, export buttons.
 
-The only library module that imports streamlit; the pages arrange widgets around the library.
+Streamlit lives only in `app.py` and `views/`; everything here is a thin layer over the library.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ethdash import export, models, scoring, settings
+from ethdash import settings
 from ethdash.errors import EthdashError
-from ethdash.scored import System
+from ethdash.evaluation import export
+from ethdash.scoring import System, service
 from ethdash.store import Store
 
 # Streamlit forgets a widget's value when its page is not drawn; these keys are re-assigned on every run
@@ -54,34 +55,42 @@ def open_in_browse(item_id: str, split: str | None = None) -> None:
     st.switch_page("views/browse.py", query_params=params)
 
 
-def selection() -> dict:
-    return st.session_state["selection"]
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar chose, the one thing pages read from app.py (set on every run before the page)."""
+
+    dataset: str
+    split: str | None  # None: all splits
+    view: str
+    options: tuple[str, ...]
+    kind: str  # "dilemmas", "anecdotes" or "custom"
+    model: str
+    template: str | None  # None: no template fits this dataset and view
+    adapters: tuple[str, ...]
+    server: str | None  # a vLLM server URL; None: the embedded backend
+    annotator: str  # "" until a name is typed
+
+    @property
+    def backend(self) -> str:
+        return "vllm" if self.server else "local"
+
+    @property
+    def systems(self) -> list[System]:
+        """Base model and the chosen adapters, through the chosen template (none without a template)."""
+        if not self.template:
+            return []
+        return [System(self.model, adapter, self.template) for adapter in (None, *self.adapters)]
 
 
-def systems() -> list[System]:
-    """Base model and the chosen adapters, through the chosen template (none without a template)."""
-    choice = st.session_state["systems"]
-    if not choice["template"]:
-        return []
-    return [System(choice["model"], adapter, choice["template"]) for adapter in (None, *choice["adapters"])]
+_SELECTION = "ethdash_selection"
 
 
-def server() -> str | None:
-    return st.session_state["systems"]["server"]
+def set_selection(chosen: Selection) -> None:
+    st.session_state[_SELECTION] = chosen
 
 
-def backend() -> str:
-    return "vllm" if server() else "local"
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def local_backend(model: str):
-    """One loaded model per app process, shared by sessions; the lock serialises adapter switching."""
-    from ethdash.backends.local import LocalScorer
-    from ethdash.prompting import Prompter
-
-    spec = models.get(model)
-    return LocalScorer(spec), Prompter(spec), threading.Lock()
+def selection() -> Selection:
+    return st.session_state[_SELECTION]
 
 
 def ensure_scored(
@@ -92,36 +101,29 @@ def ensure_scored(
     store = Store()
     found: dict[System, pd.DataFrame | None] = {}
     missing = []
+    chosen = selection()
     with store.connect():  # one unit of work for every lookup: opening the store is the costly part
         for system in systems:
             try:
-                plan, scores = scoring.stored(store, system.job(dataset, split, backend(), item_ids))
+                prepared = service.prepare(store, system.job(dataset, split, chosen.backend, item_ids), chosen.server)
             except EthdashError as exc:
                 st.error(f"{system.label}: {exc}")
                 found[system] = None
                 continue
-            if plan.todo:
-                missing.append((system, plan))
+            if prepared.plan.todo:
+                missing.append((system, prepared))
             else:
-                found[system] = scores
-    for system, plan in missing:  # outside the unit: scoring takes a while and other processes write too
-        found[system] = _score(store, system, plan)
+                found[system] = service.scores(store, prepared)
+    for system, prepared in missing:  # outside the unit: scoring takes a while and other processes write too
+        found[system] = _score(store, system, prepared)
     return [found[system] for system in systems]
 
 
-def _score(store: Store, system: System, plan: scoring.Plan) -> pd.DataFrame | None:
-    from ethdash.backends.factory import make_scorer
-
+def _score(store: Store, system: System, prepared: service.Prepared) -> pd.DataFrame | None:
     try:
         with st.spinner(f"Scoring with {system.label}…"):
-            if server():
-                make, make_prompter, _ = make_scorer(store, plan.job, server())
-                scoring.run(store, plan, make(), make_prompter())
-            else:
-                scorer, prompter, lock = local_backend(system.model)
-                with lock:
-                    scoring.run(store, plan, scorer, prompter)
-        return scoring.stored(store, plan.job)[1]
+            service.run(store, prepared)
+        return service.scores(store, prepared)
     except EthdashError as exc:
         st.error(f"{system.label}: {exc}")
         return None
@@ -129,22 +131,18 @@ def _score(store: Store, system: System, plan: scoring.Plan) -> pd.DataFrame | N
 
 def manifest(items: pd.DataFrame, what: str, extra: dict | None = None) -> dict:
     """The export manifest of the current sidebar choice over these items."""
-    choice, sel = st.session_state["systems"], selection()
+    sel = selection()
     return export.manifest(
         Store(),
-        model=choice["model"],
-        adapter_names=list(choice["adapters"]),
-        template=choice["template"],
-        dataset=sel["dataset"],
-        split=sel["split"],
+        model=sel.model,
+        adapter_names=list(sel.adapters),
+        template=sel.template,
+        dataset=sel.dataset,
+        split=sel.split,
         items=items,
         what=what,
-        extra={"backend": backend(), **(extra or {})},
+        extra={"backend": sel.backend, **(extra or {})},
     )
-
-
-def exports_root() -> Path:
-    return settings.home_dir() / "exports"
 
 
 # The manifests are built only when the button is pressed (`meta` is a function): they hash the
@@ -165,7 +163,7 @@ def _export(key: str, stem: str, write, what: str) -> None:
         if st.button(f"Write {what} files", key=f"{key}_write"):
             try:
                 with st.spinner("Exporting…"):
-                    folder = export.export_folder(exports_root(), stem)
+                    folder = export.export_folder(settings.exports_dir(), stem)
                     st.session_state[f"{key}_files"] = [str(p) for p in write(folder)]
             except EthdashError as exc:
                 st.error(str(exc))

@@ -1,7 +1,5 @@
-"""What the Browse screen shows, computed from the store: the item table, its filters, one item.
-
-Pure functions over frames, plus one loader; the page only arranges widgets around them.
-"""
+"""Item selection: the item table of a dataset split and view, its filters and a fixed sample, and the
+columns that filters read (tags, disagreement with a model). Pure functions over frames, plus one loader."""
 
 from __future__ import annotations
 
@@ -11,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import catalog, orders
+from ethdash.datasets import catalog
 from ethdash.store import Store
-from ethdash.votes import majority, posterior_interval, shares, vote_margin
+from ethdash.votes import majority, shares, vote_margin
 
 
 def item_table(store: Store, dataset: str, split: str | None, view: str, options: tuple[str, ...]) -> pd.DataFrame:
@@ -102,44 +100,3 @@ def with_disagreement(frame: pd.DataFrame, probs: pd.DataFrame) -> pd.DataFrame:
         for row, k in zip(y, zip(out["split"], out["item_id"]))
     ]
     return out
-
-
-def vote_split(counts: object, options: tuple[str, ...], sample: str, level: float = 0.9) -> pd.DataFrame:
-    """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n)."""
-    n = np.asarray(counts, dtype=float)
-    low, high = posterior_interval(n, level)
-    return pd.DataFrame(
-        {
-            "sample": sample,
-            "option": list(options),
-            "votes": n.astype(int),
-            "share": shares(n)[0],
-            "low": low[0],
-            "high": high[0],
-        }
-    )
-
-
-def system_rows(scores: pd.DataFrame, options: tuple[str, ...], label: str) -> tuple[pd.DataFrame, dict]:
-    """One system's probabilities for one item, per option (orders combined for dilemmas), and a summary."""
-    by_order = {row.item_order: np.asarray(row.probs, dtype=float) for row in scores.itertuples()}
-    if set(by_order) == {"ab", "ba"}:
-        p = orders.combine(by_order["ab"][None], by_order["ba"][None])[0]
-        summary = {
-            "P_AB": by_order["ab"][0],
-            "P_BA": by_order["ba"][0],
-            "position bias": orders.position_bias(by_order["ab"][None], by_order["ba"][None]),
-        }
-    else:
-        p = next(iter(by_order.values()))
-        summary = {}
-    summary = {
-        "system": label,
-        **{o: float(v) for o, v in zip(options, p)},
-        **summary,
-        "mass outside answers": float(scores["outside_mass"].mean()),
-    }
-    rows = pd.DataFrame(
-        {"sample": label, "option": list(options), "votes": np.nan, "share": p, "low": np.nan, "high": np.nan}
-    )
-    return rows, summary

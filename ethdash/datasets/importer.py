@@ -1,20 +1,35 @@
-"""Items in the store: writing an import atomically, and reading items for views and statistics."""
+"""Import files into the store: read and validate everything first (`sources`, `readers/`), then write the
+items in one transaction (new ones inserted, changed ones replaced, identical ones skipped)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
+from ethdash import settings
+from ethdash.datasets import catalog
+from ethdash.datasets.items import GOLD, SECOND, Dataset, is_controversial
+from ethdash.datasets.readers.mapping import Mapping
+from ethdash.datasets.sources import ReadResult, read_paths
 from ethdash.errors import DataError, Problem
-from ethdash.items import GOLD, SECOND, Dataset, LabelView, is_controversial
 from ethdash.migrations import utc_now
-from ethdash.sources import ReadResult
 from ethdash.store import Store
+
+
+def import_paths(store: Store, paths: list[Path], mapping: Mapping | None = None) -> ImportReport:
+    """Idempotent (the same files twice change nothing) and atomic (a bad file writes nothing)."""
+    return write_items(store, read_paths(paths, mapping))
+
+
+def import_demo_if_empty(store: Store) -> ImportReport | None:
+    """Fall back to the demo sample the project ships when the store has no items at all."""
+    if catalog.count_items(store) > 0:
+        return None
+    return import_paths(store, [settings.demo_dir()])
 
 
 @dataclass(frozen=True)
@@ -141,77 +156,3 @@ def _insert(con: duckdb.DuckDBPyConnection, items: list, hashes: dict) -> None:
 
 
 # ---------------------------------------------------------------- reading
-
-
-def datasets(store: Store) -> list[Dataset]:
-    with store.connect() as con:
-        rows = con.execute("SELECT name, kind, description FROM datasets ORDER BY name").fetchall()
-        views = con.execute(
-            "SELECT dataset, view, options, description FROM label_views ORDER BY dataset, position"
-        ).fetchall()
-    by_dataset: dict[str, list[LabelView]] = {}
-    for dataset, view, options, description in views:
-        by_dataset.setdefault(dataset, []).append(LabelView(view, tuple(options), description or ""))
-    return [Dataset(name, kind, tuple(by_dataset.get(name, ())), description or "") for name, kind, description in rows]
-
-
-def splits(store: Store, dataset: str) -> list[str]:
-    with store.connect() as con:
-        rows = con.execute("SELECT DISTINCT split FROM items WHERE dataset = ?", [dataset]).fetchall()
-    order = {"train": 0, "train-extra": 1, "dev": 2, "test": 3}
-    return sorted((r[0] for r in rows), key=lambda s: (order.get(s, 9), s))
-
-
-def count_items(store: Store) -> int:
-    with store.connect() as con:
-        return con.execute("SELECT count(*) FROM items").fetchone()[0]
-
-
-def items_frame(
-    store: Store,
-    dataset: str,
-    split: str | None,
-    view: str,
-    limit: int | None = None,
-    item_ids: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """One row per item with its votes in `view` (gold and, where present, the second sample);
-    only the items named in `item_ids` when given.
-
-    Items whose votes in this view are all zero (an anecdote with only INFO votes, in the
-    binarized view) are left out: they carry no distribution.
-    """
-    query = """
-        SELECT i.dataset, i.split, i.item_id, i.title, i.text, i.actions, i.post_type, i.controversial,
-               i.meta, i.content_hash, i.source, i.source_line, g.counts AS counts, s.counts AS second_counts
-        FROM items i
-        JOIN votes g ON g.dataset = i.dataset AND g.split = i.split AND g.item_id = i.item_id
-                    AND g.view = ? AND g.sample = 'gold'
-        LEFT JOIN votes s ON s.dataset = i.dataset AND s.split = i.split AND s.item_id = i.item_id
-                    AND s.view = g.view AND s.sample = 'second'
-        WHERE i.dataset = ? AND (? IS NULL OR i.split = ?) AND list_sum(g.counts) > 0
-              AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], i.item_id))
-        ORDER BY i.split, i.source, i.source_line, i.item_id
-        LIMIT ?"""
-    wanted = None if item_ids is None else list(item_ids)
-    with store.connect() as con:
-        frame = con.execute(query, [view, dataset, split, split, wanted, wanted, limit]).df()
-    # Items without a second human sample: None, not a missing-value marker that arrays can't hold.
-    frame["second_counts"] = [c if isinstance(c, (list, np.ndarray)) else None for c in frame["second_counts"]]
-    return frame
-
-
-def counts_matrix(frame: pd.DataFrame, column: str = "counts") -> np.ndarray:
-    """The vote counts of a frame from `items_frame` as an items x options array."""
-    if frame.empty:
-        return np.zeros((0, 0))
-    return np.array([list(c) for c in frame[column]], dtype=float)
-
-
-def post_types(store: Store, dataset: str) -> list[str]:
-    """The post types present in a dataset (anecdotes: HISTORICAL, HYPOTHETICAL), sorted."""
-    with store.connect() as con:
-        rows = con.execute(
-            "SELECT DISTINCT post_type FROM items WHERE dataset = ? AND post_type IS NOT NULL ORDER BY 1", [dataset]
-        ).fetchall()
-    return [r[0] for r in rows]

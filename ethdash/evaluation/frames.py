@@ -1,0 +1,101 @@
+"""The frames that figures and tables are drawn from, shared by the pages and `reproduce`: one item's vote
+split and each system's probabilities (Browse), the metric table as a paper reads it, the humans-against-
+models points and the per-item differences (Compare, the reproduction's figures). Pure: arrays in, frames out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ethdash import orders
+from ethdash.evaluation import measures
+from ethdash.evaluation.statistics import Predictions, item_metrics
+from ethdash.votes import posterior_interval, shares
+
+
+def vote_split(counts: object, options: tuple[str, ...], sample: str, level: float = 0.9) -> pd.DataFrame:
+    """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n)."""
+    n = np.asarray(counts, dtype=float)
+    low, high = posterior_interval(n, level)
+    return pd.DataFrame(
+        {
+            "sample": sample,
+            "option": list(options),
+            "votes": n.astype(int),
+            "share": shares(n)[0],
+            "low": low[0],
+            "high": high[0],
+        }
+    )
+
+
+def system_rows(scores: pd.DataFrame, options: tuple[str, ...], label: str) -> tuple[pd.DataFrame, dict]:
+    """One system's probabilities for one item, per option (orders combined for dilemmas), and a summary."""
+    by_order = {row.item_order: np.asarray(row.probs, dtype=float) for row in scores.itertuples()}
+    if set(by_order) == {"ab", "ba"}:
+        p = orders.combine(by_order["ab"][None], by_order["ba"][None])[0]
+        summary = {
+            "P_AB": by_order["ab"][0],
+            "P_BA": by_order["ba"][0],
+            "position bias": orders.position_bias(by_order["ab"][None], by_order["ba"][None]),
+        }
+    else:
+        p = next(iter(by_order.values()))
+        summary = {}
+    summary = {
+        "system": label,
+        **{o: float(v) for o, v in zip(options, p)},
+        **summary,
+        "mass outside answers": float(scores["outside_mass"].mean()),
+    }
+    rows = pd.DataFrame(
+        {"sample": label, "option": list(options), "votes": np.nan, "share": p, "low": np.nan, "high": np.nan}
+    )
+    return rows, summary
+
+
+def metric_cells(table: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
+    """The metric table as a grid: a row per system (in this order), a column per compared metric (labelled,
+    in the registry's order), each cell "estimate [low, high]" with a no-break space inside the interval, so
+    that the cell breaks only after the estimate; "—" where a metric does not apply (the human ceiling has no
+    position bias)."""
+    cells = table.assign(
+        value=[
+            f"{e:.3f} [{lo:.3f},\u00a0{hi:.3f}]" if not np.isnan(lo) else f"{e:.3f}"
+            for e, lo, hi in zip(table["estimate"], table["low"], table["high"])
+        ]
+    ).pivot(index="system", columns="metric", values="value")
+    cells = cells[[m.name for m in measures.COMPARED if m.name in cells.columns]].rename(columns=measures.label)
+    return cells.reindex(systems).fillna("—")
+
+
+def human_vs_model(counts: np.ndarray, items: pd.DataFrame, preds: list[Predictions], option: int) -> pd.DataFrame:
+    """Per system and item: the human share of one option against the system's probability of it."""
+    human = counts[:, option] / counts.sum(axis=1)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "system": p.label,
+                    "model": p.p[:, option],
+                    "human": human,
+                    "split": items["split"],
+                    "item_id": items["item_id"],
+                }
+            )
+            for p in preds
+        ],
+        ignore_index=True,
+    )
+
+
+def xent_differences(counts: np.ndarray, preds: list[Predictions]) -> tuple[pd.DataFrame, str]:
+    """Per item, each system's soft xent minus the first system's (or the first's own soft xent when it is
+    alone), and the axis title that says which."""
+    per_item = {p.label: item_metrics(counts, p)["xent"] for p in preds}
+    base = preds[0].label
+    if len(preds) == 1:
+        return pd.DataFrame({base: per_item[base]}), "soft xent per item (nats)"
+    diffs = pd.DataFrame({f"{p.label} − {base}": per_item[p.label] - per_item[base] for p in preds[1:]})
+    return diffs, "soft xent difference (nats; < 0: better than the base)"
