@@ -3,6 +3,7 @@ the converted model is never rebuilt by tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,7 +32,15 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("ETHDASH_HOME", str(home))
     monkeypatch.delenv("ETHDASH_DATA", raising=False)
-    return home
+    yield home
+    # A test that failed while a fine-tune run was going (a timeout) must not leave its detached worker
+    # training for the rest of the suite: on 2 cores it slows every later test many times over.
+    from ethdash.finetune import runs
+
+    for run in runs.all_runs():
+        if run.raw_status().get("state") in runs.ACTIVE:
+            with contextlib.suppress(Exception):
+                runs.cancel(run, timeout_s=10)
 
 
 @pytest.fixture
