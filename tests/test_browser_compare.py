@@ -185,7 +185,8 @@ def test_background_scoring_scores_the_slice_cancels_and_a_killed_job_fails(page
     caption.filter(has_text=f"{JOBS_ADAPTER} 0 of {SEARCHED}").wait_for()
     settle(page)
     page.get_by_text(f"the sliced items ({SEARCHED})").wait_for()  # the default scope
-    page.get_by_role("button", name=re.compile(r"^Score the missing items in the background")).click()
+    sliced_button = re.compile(rf"^Score the missing items in the background \(\d systems, {SEARCHED} items\)")
+    page.get_by_role("button", name=sliced_button).click()
     caption.filter(has_text=f"{JOBS_ADAPTER} {SEARCHED} of {SEARCHED}").wait_for(timeout=600_000)
     page.get_by_text(f"{JOBS_ADAPTER} on {SEARCHED} sliced items: finished in").wait_for(timeout=60_000)
     mine = [j for j in job_records(JOBS_ADAPTER) if j["id"] not in started]
@@ -197,7 +198,7 @@ def test_background_scoring_scores_the_slice_cancels_and_a_killed_job_fails(page
     before = {j["id"] for j in background.jobs()}
     page.get_by_text(re.compile(r"^the whole of test \(2360\)")).click()
     settle(page)
-    page.get_by_role("button", name=re.compile(r"^Score the missing items in the background")).click()
+    page.get_by_role("button", name="Score the missing items in the background (2 systems, the whole of test)").click()
     eta = re.compile(r"on the whole split: running, \d+ of \d+ scores, [\d.]+ scores/s, about \d+ (s|min|h)")
     page.get_by_text(eta).first.wait_for(timeout=600_000)
     assert not page.get_by_text(re.compile(r"\b\d{3,} s\b")).count()  # no "6392 s"

@@ -111,8 +111,12 @@ def test_a_first_session_as_the_readme_tells_it(page, browser_app, tmp_path):
     page.get_by_label("At most (items; 0: all)", exact=True).fill("30")
     page.get_by_label("At most (items; 0: all)", exact=True).press("Enter")
     settle(page)
-    page.get_by_role("button", name=re.compile(r"^Score the missing items in the background")).click()
-    page.get_by_text("Compared on the 30 items scored by every system", exact=False).wait_for(timeout=600_000)
+    # The button names its scope: clicking it before the slice took effect would score the whole split.
+    page.get_by_role("button", name="Score the missing items in the background (3 systems, 30 items)").click()
+    compared = page.get_by_text("Compared on the 30 items scored by every system", exact=False)
+    failed = page.get_by_text(re.compile(r"sliced items: failed after"))
+    compared.or_(failed).first.wait_for(timeout=600_000)
+    assert not failed.count(), page.get_by_test_id("stCode").all_inner_texts()
     settle(page)
     for system in (f"{MODEL} (base)", "bt-first-shared", "bt-first-run"):
         assert page.get_by_text(system).count() >= 1

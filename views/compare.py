@@ -166,7 +166,9 @@ def coverage_section(items: pd.DataFrame, coverage: pd.DataFrame) -> None:
     todo = [
         s for s, row in zip(systems, coverage.to_dict("records")) if row[scored] < row[total] and s.label not in busy
     ]
-    if todo and st.button(f"Score the missing items in the background ({len(todo)} systems)", key="c_score"):
+    # The label names the scope, so a click can only start what the person sees (and a test can wait for it).
+    scope = f"{len(items)} items" if only_slice else f"the whole of {whole}"
+    if todo and st.button(f"Score the missing items in the background ({len(todo)} systems, {scope})", key="c_score"):
         _start_jobs(todo, list(items["item_id"]) if only_slice else None)
         st.rerun()  # the whole page, so that this part redraws itself while the jobs run
     if message := st.session_state.pop("c_job_message", None):
