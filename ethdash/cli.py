@@ -185,8 +185,10 @@ def data_stats(as_json: bool, draws: int) -> None:
     for row in table:
         click.echo("  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     click.echo(
-        "\nxent in nats per item; BEST is the expected xent of posterior draws (see the README, Metrics); "
-        "contro. = share of controversial items."
+        "\nxent: soft cross-entropy in nats per item. uniform predicts equal shares; prior predicts the split's "
+        "mean vote shares for every item; BEST predicts each item's shares drawn from its posterior (a Dirichlet "
+        "prior fitted to the split, updated with the item's votes) and averages the xent over the draws: about "
+        "the best a model can expect when each item has only a few votes. contro. = share of controversial items."
     )
 
 
@@ -292,6 +294,106 @@ def _score_progress():
     return show
 
 
+@main.command()
+@click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
+@click.option("--adapter", "adapter_names", multiple=True, help="An adapter to compare with the base model; repeat.")
+@click.option("--template", "template_name", required=True, help="The template every system was scored with.")
+@click.option("--dataset", required=True)
+@click.option("--split", default=None, help="Default: every split.")
+@click.option("--controversial/--not-controversial", default=None, help="Only (not) controversial items.")
+@click.option("--margin", nargs=2, type=float, default=(0.0, 1.0), show_default=True, help="Vote margin MIN MAX.")
+@click.option("--search", default="", help="Only items whose title, text or actions contain these words.")
+@click.option("--post-type", "post_types", multiple=True, help="Only items of this post type; repeat.")
+@click.option("--sample", type=int, default=None, help="At most N items: the page's fixed pseudo-random sample.")
+@click.option(
+    "--calibration-split",
+    default=None,
+    help="Fit c and T* on this split's scored items (default: cross-fitted on the compared items, 2 folds).",
+)
+@click.option("--option", "option_name", default=None, help="The option the scatter draws (default: the first).")
+@click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples of items.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Write tables and figures here."
+)
+@click.option("--no-figures", is_flag=True, help="With --out: tables only (figures need Chromium).")
+def evaluate(
+    model_name: str | None,
+    adapter_names: tuple[str, ...],
+    template_name: str,
+    dataset: str,
+    split: str | None,
+    controversial: bool | None,
+    margin: tuple[float, float],
+    search: str,
+    post_types: tuple[str, ...],
+    sample: int | None,
+    calibration_split: str | None,
+    option_name: str | None,
+    backend: str,
+    resamples: int,
+    seed: int,
+    out: Path | None,
+    no_figures: bool,
+) -> None:
+    """The metric table of the Compare page from stored scores: the base model and its adapters, with 95%
+    bootstrap intervals, the references, the human ceiling and each adapter's paired difference from the
+    base; with --out, the tables (CSV, Parquet, LaTeX) and figures (PDF, SVG, PNG at 3.5 and 7 in)."""
+    import pandas as pd
+
+    from ethdash.datasets.selection import Filters
+    from ethdash.evaluation import export, paper
+
+    store = Store()
+    model_name = model_name or DEFAULT_MODEL
+    filters = Filters(controversial, tuple(margin), search, tuple(post_types), sample=sample)
+    ev, options = paper.compare(
+        store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split, backend
+    )
+    option = options.index(option_name) if option_name in options else 0
+    if option_name is not None and option_name not in options:
+        raise EthdashError(f"unknown option '{option_name}': the view's options are {', '.join(options)}")
+    for row in ev.coverage.itertuples():
+        if row.scored < row.items:
+            click.echo(f"note: {row.system} has scored {row.scored} of the {row.items} selected items", err=True)
+    if len(ev.aligned.items) < 2:
+        raise EthdashError(
+            "fewer than two items are scored by every system: score them first (ethdash score --template "
+            f"{template_name} --dataset {dataset}{' --split ' + split if split else ''} [--adapter NAME])"
+        )
+    result = paper.tables(ev, resamples, seed)
+    where = f"{dataset}/{split}" if split else dataset
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
+        click.echo(f"Compared on {result.n_items} items of {where} scored by every system ({template_name}).")
+        click.echo("\nMetrics: estimate [95% bootstrap interval]")
+        click.echo(result.wide().replace("\u00a0", " ", regex=True).to_string())
+        for p in ev.predictions:
+            click.echo(f"  c and T* of {p.label}: {p.calibration or 'given'}")
+        click.echo("\nReferences (soft xent, nats)")
+        click.echo(result.references.to_string(index=False, float_format="{:.4f}".format))
+        if len(result.paired):
+            click.echo("\nPaired differences (A − B, same resampled items)")
+            click.echo(result.paired.to_string(index=False, float_format="{:.4f}".format))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        meta = export.manifest(
+            store,
+            model=model_name,
+            adapter_names=list(adapter_names),
+            template=template_name,
+            dataset=dataset,
+            split=split,
+            items=ev.aligned.items,
+            what="ethdash evaluate",
+            extra={"backend": backend, "filters": asdict(filters), "calibration": ev.calibration},
+        )
+        paths = paper.write(result, out, meta, options, option, with_figures=not no_figures)
+        click.echo(f"\n{len(paths)} files written to {out}")
+
+
 @main.group()
 def scores() -> None:
     """Stored scores."""
@@ -299,11 +401,28 @@ def scores() -> None:
 
 @scores.command("export")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-def scores_export(path: Path) -> None:
-    """Write every stored score to PATH (.csv or .parquet)."""
+@click.option("--dataset", default=None)
+@click.option("--split", default=None)
+@click.option("--model", "model_name", default=None)
+@click.option("--adapter", default=None, help="Only this adapter's scores ('base': the base model's only).")
+@click.option("--template", "template_name", default=None)
+def scores_export(
+    path: Path,
+    dataset: str | None,
+    split: str | None,
+    model_name: str | None,
+    adapter: str | None,
+    template_name: str | None,
+) -> None:
+    """Write stored scores to PATH (.csv or .parquet), each with its item's human votes and shares."""
     from ethdash import scoring
+    from ethdash.scoring.jobs import ScoreFilter
 
-    click.echo(f"{scoring.export(Store(), path)} scores written to {path}")
+    which = ScoreFilter(dataset, split, model_name, "" if adapter == "base" else adapter, template_name)
+    written, stale = scoring.export(Store(), path, which)
+    click.echo(f"{written} scores written to {path}")
+    if stale:
+        click.echo(f"left out {stale} scores of items whose content has changed since they were scored", err=True)
 
 
 @main.group(name="adapters")

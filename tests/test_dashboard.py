@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from ethdash import adapters, annotations, metrics, orders, scoring
 from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_paths
+from ethdash.evaluation import measures
 from ethdash.finetune.config import RunConfig
 from ethdash.models import get as get_model
 from ethdash.scoring.backends.local import LocalScorer
@@ -25,6 +27,7 @@ from ethdash.scoring.prompting import Prompter
 from ethdash.settings import demo_dir
 from ethdash.store import Store
 
+from .conftest import run_cli
 from .helpers import MODEL, make_adapter, wait_until
 from .test_app import app_test
 
@@ -158,6 +161,7 @@ def test_exports_write_valid_files_with_their_manifest(scored):
     xent = metrics.soft_xent(counts, p)
     tex = (folder / "metrics.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and f"{xent:.3f}" in tex
+    assert "soft xent $\\downarrow$" in tex and "\\caption{" in tex  # the wide table, not the long rows
     manifest = json.loads((folder / "metrics.manifest.json").read_text())
     assert manifest["adapters"] == {"tuned": adapters.get(scored, "tuned").content_hash}
     assert manifest["dataset"] == "dilemmas" and manifest["split"] == "dev" and manifest["items"] == N_SCORED
@@ -171,12 +175,60 @@ def test_exports_write_valid_files_with_their_manifest(scored):
     at.button(key="x_reliability_write").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     folder = Path(at.session_state["x_reliability_files"][0]).parent
-    assert (folder / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (folder / "reliability.pdf").read_bytes()[:5] == b"%PDF-"
-    ET.parse(io.BytesIO((folder / "reliability.svg").read_bytes()))  # well-formed SVG
     from PIL import Image
 
-    assert Image.open(folder / "reliability.png").size[0] >= 2000  # print resolution at column width
+    for width, pixels in (("single", 2100), ("double", 4200)):  # 600 dpi at 3.5 and 7 inches
+        assert (folder / f"reliability-{width}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (folder / f"reliability-{width}.pdf").read_bytes()[:5] == b"%PDF-"
+        ET.parse(io.BytesIO((folder / f"reliability-{width}.svg").read_bytes()))  # well-formed SVG
+        assert Image.open(folder / f"reliability-{width}.png").size[0] == pixels
+
+
+def cell_numbers(cell: str) -> tuple[float, ...]:
+    """ "0.695 [0.690, 0.700]" → (0.695, 0.690, 0.700)."""
+    return tuple(float(x) for x in re.findall(r"-?\d+\.\d+", cell))
+
+
+def test_evaluate_prints_and_writes_the_numbers_the_page_shows(scored, tmp_path):
+    page = frame_with(compare_page(), "soft xent")
+    out = tmp_path / "paper"
+    args = ["--template", "dilemmas-worse", "--dataset", "dilemmas", "--split", "dev", "--adapter", "tuned"]
+    done = run_cli("evaluate", *args, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"Compared on {N_SCORED} items of dilemmas/dev" in done.stdout
+    long = pd.read_csv(out / "metrics.csv")
+    assert set(long["system"]) == set(page.index) == {BASE, "tuned", "humans (second sample)"}
+    for row in long.itertuples():
+        shown = cell_numbers(page.loc[row.system, measures.label(row.metric)])
+        written = (row.estimate,) if np.isnan(row.low) else (row.estimate, row.low, row.high)
+        assert shown == pytest.approx(written, abs=5.1e-4), (row.system, row.metric)
+        assert page.loc[row.system, measures.label(row.metric)].replace("\u00a0", " ") in done.stdout
+    # The LaTeX table: a row per system, a column per metric with its direction, bold only where the paired
+    # interval of the best against the runner-up (here tuned against the base) excludes 0.
+    tex = (out / "metrics.tex").read_text()
+    body = tex[tex.index("\\midrule") : tex.index("\\bottomrule")]
+    header = tex[tex.index("\\toprule") : tex.index("\\midrule")]
+    compared = [m for m in measures.COMPARED if m.name in set(long["metric"])]
+    assert header.count("&") == len(compared) and "\\caption{" in tex and "\\label{tab:" in tex
+    assert "position bias $\\to 0$" in header and "accuracy $\\uparrow$" in header
+    paired = pd.read_csv(out / "paired.csv").set_index("metric")
+    estimates = long.set_index(["system", "metric"])["estimate"]
+    for metric in compared:
+        key = f"|{metric.label}|" if metric.signed else metric.label
+        favours = paired.loc[key, "favours"]
+        value = f"{estimates[favours, metric.name]:.3f}" if favours in ("tuned", BASE) else None
+        marked = re.findall(r"\\textbf\{([-$\d.]+)\}", body)
+        assert (value in marked) if value else True, (metric.name, favours, marked)
+    assert len(re.findall(r"\\textbf", body)) == sum(paired["favours"].isin(["tuned", BASE]))
+    for name in ("reliability", "scatter"):
+        for width in ("single", "double"):
+            assert (out / f"{name}-{width}.pdf").read_bytes()[:5] == b"%PDF-"
+    manifest = json.loads((out / "metrics.manifest.json").read_text())
+    assert manifest["adapters"] == {"tuned": adapters.get(scored, "tuned").content_hash}
+    assert manifest["items"] == N_SCORED
+
+    unknown = run_cli("evaluate", *args[:-1], "nope")
+    assert unknown.returncode == 1 and "unknown adapter 'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_export_without_a_browser_says_what_to_install(scored, monkeypatch):

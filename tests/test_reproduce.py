@@ -94,8 +94,10 @@ def test_reproduce_resumes_and_reports_what_the_store_holds(store, shared_data, 
     assert f"| {base} | {xent:.3f} [" in report
     uniform = next(r["xent"] for r in dilemmas["references"] if r["reference"] == "uniform")
     assert uniform == pytest.approx(np.log(2))
-    for figure in ("dilemmas-reliability.png", "anecdotes-binarized-scatter.png"):
+    for figure in ("dilemmas-reliability-single.png", "anecdotes-binarized-scatter-single.png"):
         assert (out / "figures" / figure).read_bytes()[:4] == b"\x89PNG" and f"figures/{figure}" in report
+    for width in ("single", "double"):  # for a paper: PDF at both column widths
+        assert (out / "figures" / f"dilemmas-scatter-{width}.pdf").read_bytes()[:5] == b"%PDF-"
     for claim in ("Poor initial alignment", "Fine-tuning improves both metrics", "Mistral-7B reaches GPT-4o"):
         assert claim in report
     assert "dilemmas-worse" in report and "Q4_1" in report and "heldout_fraction" in report

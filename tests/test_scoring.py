@@ -135,6 +135,34 @@ def test_cli_score_export_and_clear_errors(store, tmp_path):
     assert len(csv) == len(parquet) == 6
     np.testing.assert_allclose(np.stack([json.loads(p) for p in csv["probs"]]), np.stack(parquet["probs"]))
     np.testing.assert_allclose(np.stack(parquet["probs"]).sum(axis=1), 1.0)
+    with store.connect() as con:  # each score carries its item's gold votes in the template's view
+        rows = con.execute("SELECT item_id, counts FROM votes WHERE view = 'worse' AND sample = 'gold'").fetchall()
+    gold = dict(rows)
+    for row in parquet.itertuples():
+        assert list(row.votes) == list(gold[row.item_id])
+        np.testing.assert_allclose(row.shares, np.asarray(gold[row.item_id]) / sum(gold[row.item_id]))
+    assert [json.loads(v) for v in csv["votes"]] == [list(map(float, gold[i])) for i in csv["item_id"]]
+
+    # Filters, and a format it cannot write refused (no file) with the formats it can.
+    only = run_cli("scores", "export", str(tmp_path / "f.csv"), "--adapter", "base", "--split", csv["split"][0])
+    assert only.returncode == 0 and len(pd.read_csv(tmp_path / "f.csv")) == (csv["split"] == csv["split"][0]).sum()
+    assert run_cli("scores", "export", str(tmp_path / "n.csv"), "--template", "anecdotes-classes").returncode == 0
+    assert len(pd.read_csv(tmp_path / "n.csv")) == 0
+    xlsx = run_cli("scores", "export", str(tmp_path / "scores.xlsx"))
+    assert xlsx.returncode == 1 and ".csv, .parquet" in xlsx.stderr and not (tmp_path / "scores.xlsx").exists()
+
+    # An item whose text changed since it was scored: its old scores are not exported as the new item's.
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    lines = (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["actions"][0]["description"] += " (edited)"
+    (changed / "demo.scruples-dilemmas.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    assert run_cli("data", "import", str(changed)).returncode == 0
+    after = run_cli("scores", "export", str(tmp_path / "after.csv"))
+    exported = pd.read_csv(tmp_path / "after.csv")
+    assert first["id"] not in set(exported["item_id"]) and len(exported) == 6 - 2
+    assert "left out 2 scores" in after.stderr
 
     errors = {
         ("--model", "gpt-17"): "unknown model 'gpt-17'",

@@ -7,7 +7,7 @@ from ethdash.datasets import catalog
 from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
 from ethdash.errors import EthdashError
-from ethdash.evaluation import CROSS_FIT, evaluate, load, statistics
+from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, statistics
 from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
 from ethdash.scoring import background
@@ -227,13 +227,20 @@ with ref_col:
     st.caption("References on these items (soft xent)")
     st.dataframe(refs, hide_index=True, key="references")
 with export_col:
-    paper = table[["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration", "warning"]]
     ui.export_table(
-        paper,
+        table[paper.TABLE_COLUMNS],
         "metrics",
         lambda: {**ui.manifest(ev.aligned.items, "metric table"), "warnings": notes},
         key="x_metrics",
         caption=f"Metrics on {n_items} items, estimate and 95% bootstrap interval ({calibration}).",
+        latex=lambda: paper.tables(ev).metrics_latex(f"Metrics ({calibration})"),
+    )
+    ui.export_table(
+        refs,
+        "references",
+        lambda: ui.manifest(ev.aligned.items, "references"),
+        key="x_references",
+        caption=f"Reference soft xent (nats) on the same {n_items} items.",
     )
 
 labels = [p.label for p in ev.predictions]
@@ -244,8 +251,16 @@ if len(labels) >= 2:
     b = b_col.selectbox("System B", labels, index=0, key="c_b")
     if a != b:
         paired = ev.paired(a, b)
+        paired["metric"] = paired["metric"].map(measures.readable)
         st.dataframe(paired, hide_index=True, key="paired")
         st.caption("A − B on the same resampled items; `favours` names the better system when the interval excludes 0.")
+        ui.export_table(
+            paired.assign(system=a, against=b),
+            "paired",
+            lambda: ui.manifest(ev.aligned.items, "paired differences", {"a": a, "b": b}),
+            key="x_paired",
+            caption=f"{a} minus {b} on the same resampled {n_items} items, 95% bootstrap intervals.",
+        )
 
 model_preds = ev.model_predictions()
 counts = ev.counts
@@ -261,9 +276,13 @@ k = options.index(option)
 points = human_vs_model(counts, items, model_preds, k)
 scatter = scatter_chart(points, option)
 clicked = st.plotly_chart(scatter, width="stretch", key="scatter_chart", on_select="rerun", selection_mode="points")
-st.caption("Click a point to open the item in Browse.")
-if clicked and clicked.selection.points:
-    split, item_id = clicked.selection.points[0]["customdata"]
+st.caption(
+    "Click a point to open the item in Browse. Diamonds: each system's mean probability at each human share, "
+    "with its 95% interval."
+)
+item_points = [p for p in (clicked.selection.points if clicked else []) if len(p.get("customdata") or ()) == 2]
+if item_points and isinstance(item_points[0]["customdata"][1], str):  # a mean's diamond is no item
+    split, item_id = item_points[0]["customdata"]
     ui.open_in_browse(item_id, split)
 ui.export_figure(
     scatter, "scatter", lambda: ui.manifest(items, "humans vs models scatter", {"option": option}), key="x_scatter"

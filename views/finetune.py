@@ -1,11 +1,14 @@
 """Fine-tune: start a background LoRA run, follow it live, cancel or resume it."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from ethdash import models, templates
 from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
+from ethdash.evaluation import export
 from ethdash.evaluation.figures import curves_chart
 from ethdash.finetune import runs, tables
 from ethdash.finetune.config import EVALUATIONS_PER_RUN, RunConfig
@@ -113,19 +116,13 @@ def live() -> None:
     st.progress(min(step / total, 1.0), text=tables.progress_text(run.name, status, total))
     records = run.metrics()
     evals = [r for r in records if r.get("kind") == "eval"]
-    curves = [
-        {"step": r["step"], "value": r["loss"], "series": "training loss", "unit": "nats"}
-        for r in records
-        if r.get("kind") == "train"
-    ]
-    curves += [
-        {"step": r["step"], "value": r[key], "series": series, "unit": unit}
-        for key, series, unit in tables.CURVES
-        for r in evals
-        if r.get(key) is not None
-    ]
-    if curves:
-        st.plotly_chart(curves_chart(pd.DataFrame(curves), f"{run.name}: training and held-out curves"), key="curves")
+    curves = tables.curve_records(records)
+    if len(curves):
+        chart = curves_chart(curves, f"{run.name}: training and held-out curves")
+        st.plotly_chart(chart, key="curves")
+        meta = {"what": "fine-tune curves", "run": run.name, "config": json.loads(config.to_json())}
+        meta["final"] = status.get("final")
+        ui.export_figure(chart, "curves", lambda: {**meta, **export.provenance()}, key="x_curves")
     if evals:
         st.caption("Held-out evaluations")
         table = pd.DataFrame(evals)[[c for c in tables.EVAL_COLUMNS if c in evals[0]]].rename(

@@ -154,8 +154,21 @@ def export_figure(fig: go.Figure, stem: str, meta: Callable[[], dict], key: str)
     _export(key, stem, lambda folder: export.write_figure(fig, folder, stem, meta()), "figure")
 
 
-def export_table(frame: pd.DataFrame, stem: str, meta: Callable[[], dict], key: str, caption: str = "") -> None:
-    _export(key, stem, lambda folder: export.write_table(frame, folder, stem, meta(), caption), "table")
+def export_table(
+    frame: pd.DataFrame,
+    stem: str,
+    meta: Callable[[], dict],
+    key: str,
+    caption: str = "",
+    latex: Callable[[], str] | None = None,
+) -> None:
+    """A button that writes the table as CSV, Parquet and LaTeX (`latex()` where the printed form differs
+    from the frame) with its manifest, then offers the files."""
+
+    def write(folder: Path) -> list[Path]:
+        return export.write_table(frame, folder, stem, meta(), caption, latex() if latex else None)
+
+    _export(key, stem, write, "table")
 
 
 def _export(key: str, stem: str, write, what: str) -> None:

@@ -24,13 +24,13 @@ import plotly.graph_objects as go
 
 from ethdash import adapters, templates
 from ethdash.errors import EthdashError
-from ethdash.evaluation.figures import publication_style
+from ethdash.evaluation import latex
+from ethdash.evaluation.figures import COLUMN_WIDTHS, PX_PER_INCH, paper_figure
 from ethdash.store import Store
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 TABLE_FORMATS = ("csv", "parquet", "tex")
-# One column of a two-column paper is about 3.5 in: 560 px at scale 3.75 is 2,100 px, 600 dpi there.
-FIGURE_WIDTH, FIGURE_HEIGHT, PNG_SCALE = 560, 400, 3.75
+PNG_DPI = 600  # print resolution: a single-column PNG is 2,100 px wide
 _kaleido_lock = threading.Lock()
 _kaleido_started = False
 
@@ -63,34 +63,27 @@ def _ensure_kaleido() -> None:
         _kaleido_started = True
 
 
-def figure_bytes(fig: go.Figure, fmt: str) -> bytes:
+def figure_bytes(fig: go.Figure, fmt: str, width: str = "single") -> bytes:
+    """The figure for a paper (`paper_figure`) at a column width ("single": 3.5 in, "double": 7 in); PDF and
+    SVG pages are that size, PNG has 600 dpi at it."""
     if fmt not in FIGURE_FORMATS:
         raise EthdashError(f"figure format is one of {', '.join(FIGURE_FORMATS)}, not '{fmt}'")
-    styled = publication_style(fig)
+    if width not in COLUMN_WIDTHS:
+        raise EthdashError(f"figure width is one of {', '.join(COLUMN_WIDTHS)}, not '{width}'")
+    styled = paper_figure(fig, COLUMN_WIDTHS[width])
     with _kaleido_lock:
         _ensure_kaleido()
         with warnings.catch_warnings():  # plotly warns that a running kaleido server ignores its defaults
             warnings.simplefilter("ignore", UserWarning)
-            return styled.to_image(
-                format=fmt, width=FIGURE_WIDTH, height=FIGURE_HEIGHT, scale=PNG_SCALE if fmt == "png" else 1
-            )
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-}  # fmt: skip
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+            scale = PNG_DPI / PX_PER_INCH if fmt == "png" else 1
+            return styled.to_image(format=fmt, width=styled.layout.width, height=styled.layout.height, scale=scale)
 
 
 def latex_table(frame: pd.DataFrame, caption: str = "", float_format: str = "{:.3f}") -> str:
     """A booktabs table (\\toprule, \\midrule, \\bottomrule); text cells and the caption are escaped for LaTeX."""
     styler = frame.style.hide(axis="index").format(precision=3, escape="latex", na_rep="--")
     styler = styler.format_index(escape="latex", axis=1)
-    return styler.to_latex(hrules=True, caption=latex_escape(caption) or None, position_float="centering")
+    return styler.to_latex(hrules=True, caption=latex.escape(caption) or None, position_float="centering")
 
 
 def with_warnings(caption: str, warnings: list[str] | None) -> str:
@@ -101,13 +94,14 @@ def with_warnings(caption: str, warnings: list[str] | None) -> str:
     return " ".join([caption, *(f"Warning: {w}." for w in warnings)]).strip()
 
 
-def table_bytes(frame: pd.DataFrame, fmt: str, caption: str = "") -> bytes:
+def table_bytes(frame: pd.DataFrame, fmt: str, caption: str = "", latex_text: str | None = None) -> bytes:
+    """The table in one format; `latex_text`, where given, is the LaTeX form (the wide metric table)."""
     if fmt == "csv":
         return frame.to_csv(index=False).encode()
     if fmt == "parquet":
         return frame.to_parquet(index=False)
     if fmt == "tex":
-        return latex_table(frame, caption).encode()
+        return (latex_text if latex_text is not None else latex_table(frame, caption)).encode()
     raise EthdashError(f"table format is one of {', '.join(TABLE_FORMATS)}, not '{fmt}'")
 
 
@@ -154,10 +148,17 @@ def manifest(
         "split": split or "all splits",
         "items": len(items),
         "data_checksum": data_checksum(items),
+        **provenance(),
+        **(extra or {}),
+    }
+
+
+def provenance() -> dict:
+    """What made an export and when: the ethdash version and commit, and the date."""
+    return {
         "ethdash_version": version("ethdash"),
         "ethdash_commit": commit(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **(extra or {}),
     }
 
 
@@ -172,23 +173,28 @@ def export_folder(root: Path, stem: str) -> Path:
 
 
 def write_figure(fig: go.Figure, folder: Path, stem: str, meta: dict) -> list[Path]:
-    """The figure in every format, and its manifest, into folder."""
+    """The figure in every format at both column widths (`{stem}-single.pdf`, `{stem}-double.png`, ...), and
+    its manifest, into folder."""
     paths = []
-    for fmt in FIGURE_FORMATS:
-        path = folder / f"{stem}.{fmt}"
-        path.write_bytes(figure_bytes(fig, fmt))
-        paths.append(path)
-    return [*paths, _write_manifest(folder, stem, meta, paths)]
+    for width in COLUMN_WIDTHS:
+        for fmt in FIGURE_FORMATS:
+            path = folder / f"{stem}-{width}.{fmt}"
+            path.write_bytes(figure_bytes(fig, fmt, width))
+            paths.append(path)
+    widths = {w: f"{inches} in" for w, inches in COLUMN_WIDTHS.items()}
+    return [*paths, _write_manifest(folder, stem, {**meta, "widths": widths}, paths)]
 
 
-def write_table(frame: pd.DataFrame, folder: Path, stem: str, meta: dict, caption: str = "") -> list[Path]:
+def write_table(
+    frame: pd.DataFrame, folder: Path, stem: str, meta: dict, caption: str = "", latex_text: str | None = None
+) -> list[Path]:
     """The table as CSV, Parquet and LaTeX, and its manifest; the manifest's `warnings` (if any) are added
-    to the LaTeX caption."""
+    to the LaTeX caption (`latex_text`, where given, carries its own)."""
     caption = with_warnings(caption, meta.get("warnings"))
     paths = []
     for fmt in TABLE_FORMATS:
         path = folder / f"{stem}.{fmt}"
-        path.write_bytes(table_bytes(frame, fmt, caption))
+        path.write_bytes(table_bytes(frame, fmt, caption, latex_text))
         paths.append(path)
     return [*paths, _write_manifest(folder, stem, meta, paths)]
 

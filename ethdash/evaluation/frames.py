@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ethdash import orders
 from ethdash.evaluation import measures
@@ -90,12 +91,31 @@ def human_vs_model(counts: np.ndarray, items: pd.DataFrame, preds: list[Predicti
     )
 
 
+def share_means(points: pd.DataFrame, level: float = 0.95, max_levels: int = 11) -> pd.DataFrame:
+    """Per system and human share: the mean model probability, its t interval and the number of items.
+
+    With few votes per item the human share takes few values (six with 5 votes), so the points of a scatter
+    sit on a few lines; these means are what a reader can read. Where the shares take more than `max_levels`
+    values they are grouped into tenths (0–0.1, …, 0.9–1), each at its centre."""
+    frame = points[["system", "model", "human"]].copy()
+    if frame["human"].round(9).nunique() > max_levels:
+        frame["human"] = (np.minimum(np.floor(frame["human"] * 10), 9) + 0.5) / 10
+    else:
+        frame["human"] = frame["human"].round(9)
+    grouped = frame.groupby(["system", "human"], sort=False)["model"]
+    out = grouped.agg(mean="mean", sd="std", items="count").reset_index()
+    half = stats.t.ppf(0.5 + level / 2, out["items"] - 1) * out["sd"] / np.sqrt(out["items"])
+    out["low"], out["high"] = out["mean"] - half, out["mean"] + half
+    return out.drop(columns="sd").sort_values(["system", "human"], kind="stable", ignore_index=True)
+
+
 def xent_differences(counts: np.ndarray, preds: list[Predictions]) -> tuple[pd.DataFrame, str]:
-    """Per item, each system's soft xent minus the first system's (or the first's own soft xent when it is
-    alone), and the axis title that says which."""
+    """Per item, each system's soft xent minus the first system's, the base (or the first's own soft xent
+    when it is alone), and the axis title that says which."""
     per_item = {p.label: item_metrics(counts, p)["xent"] for p in preds}
     base = preds[0].label
     if len(preds) == 1:
         return pd.DataFrame({base: per_item[base]}), "soft xent per item (nats)"
-    diffs = pd.DataFrame({f"{p.label} − {base}": per_item[p.label] - per_item[base] for p in preds[1:]})
-    return diffs, "soft xent difference (nats; < 0: better than the base)"
+    # Columns are the systems' own names (a legend entry "long-run-name − base" does not fit a column).
+    diffs = pd.DataFrame({p.label: per_item[p.label] - per_item[base] for p in preds[1:]})
+    return diffs, "soft xent minus the base's (nats; < 0: better)"

@@ -105,6 +105,12 @@ def label(name: str, with_unit: bool = False) -> str:
     return f"{metric.label} ({metric.unit})" if with_unit and metric.unit else metric.label
 
 
+def readable(name: str) -> str:
+    """A metric name as tables print it: its label, "|label|" for the size of a signed metric."""
+    inner = name.strip("|")
+    return f"|{BY_NAME[inner].label}|" if name.startswith("|") else BY_NAME[name].label
+
+
 def values(inputs: Inputs, chosen: tuple[Metric, ...] = METRICS) -> dict[str, float]:
     """Each applicable metric's value over these items."""
     return {m.name: m.value(inputs) for m in chosen if m.applies(inputs)}

@@ -233,6 +233,34 @@ def paired_differences(
     return pd.DataFrame(rows)
 
 
+def best_systems(
+    counts: object, preds: list[Predictions], table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, str | None]:
+    """Per compared metric, the system with the best estimate (the smallest size for a signed metric) when
+    its paired interval against the runner-up excludes 0, else None. Only the systems in `preds` compete
+    (pass the models, not the human ceiling)."""
+    labels = {p.label for p in preds}
+    by_label = {p.label: p for p in preds}
+    shown = table[table["system"].isin(labels)]
+    best: dict[str, str | None] = {}
+    pairs: dict[tuple[str, str], pd.DataFrame] = {}
+    for metric in measures.COMPARED:
+        rows = shown[shown["metric"] == metric.name].dropna(subset=["estimate"])
+        if len(rows) < 2:
+            continue
+        key = rows["estimate"].abs() if metric.signed else rows["estimate"]
+        ranked = rows.assign(key=key if metric.lower_is_better else -key).sort_values("key", kind="stable")
+        first, runner_up = ranked["system"].iloc[0], ranked["system"].iloc[1]
+        if (first, runner_up) not in pairs:
+            pairs[first, runner_up] = paired_differences(
+                counts, by_label[first], by_label[runner_up], n_resamples, seed
+            ).set_index("metric")
+        name = f"|{metric.name}|" if metric.signed else metric.name
+        diff = pairs[first, runner_up].loc[name]
+        best[metric.name] = first if diff["favours"] == first else None
+    return best
+
+
 def _favours(low: float, high: float, lower_is_better: bool, a: str, b: str) -> str:
     if np.isnan(low) or low <= 0 <= high:
         return "neither (interval covers 0)"

@@ -56,6 +56,25 @@ CURVES = (  # metrics key, series, unit
     ("dirichlet", "held-out Dirichlet score", "nats"),
     ("accuracy", "held-out accuracy", "%"),
 )
+
+
+def curve_records(records: list[dict]) -> pd.DataFrame:
+    """A run's metrics log as the curves chart reads it (step, value, series, unit): the training loss and
+    the held-out metrics of `CURVES`."""
+    curves = [
+        {"step": r["step"], "value": r["loss"], "series": "training loss", "unit": "nats"}
+        for r in records
+        if r.get("kind") == "train"
+    ]
+    curves += [
+        {"step": r["step"], "value": r[key], "series": series, "unit": unit}
+        for key, series, unit in CURVES
+        for r in records
+        if r.get("kind") == "eval" and r.get(key) is not None
+    ]
+    return pd.DataFrame(curves, columns=["step", "value", "series", "unit"])
+
+
 EVAL_COLUMNS = {
     "step": "step",
     **{m.name: measures.label(m.name, with_unit=True) for m in measures.METRICS},

@@ -20,7 +20,7 @@ import pandas as pd
 from ethdash import models, scoring, templates
 from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
-from ethdash.evaluation import Evaluation, evaluate, fit_on, statistics
+from ethdash.evaluation import Evaluation, evaluate, fit_on
 from ethdash.finetune import runs
 from ethdash.finetune.config import RunConfig
 from ethdash.finetune.data import evaluation_part, heldout_split, select_items
@@ -266,25 +266,20 @@ def _options(store: Store, exp: Experiment) -> tuple[str, ...]:
 
 
 def write_figures(result: ExperimentResult, out: Path, options: tuple[str, ...]) -> None:
-    from ethdash.evaluation import export
-    from ethdash.evaluation.figures import reliability_chart, scatter_chart
-    from ethdash.evaluation.frames import human_vs_model
+    """The reliability diagram and the scatter, as PDF, SVG and PNG at both column widths."""
+    from ethdash.evaluation import export, paper
+    from ethdash.evaluation.figures import COLUMN_WIDTHS
 
-    ev = result.evaluation
-    counts, items = ev.counts, ev.aligned.items
-    option = options[0]
-    figures = {
-        "reliability": reliability_chart(statistics.reliability(counts, ev.predictions)),
-        "scatter": scatter_chart(human_vs_model(counts, items, ev.model_predictions(), 0), option),
-    }
+    figures = paper.figures(result.evaluation, options)
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     try:
         for name, fig in figures.items():
-            for fmt in ("png", "svg"):
-                path = folder / f"{result.experiment.key}-{name}.{fmt}"
-                path.write_bytes(export.figure_bytes(fig, fmt))
-            result.figures.append(f"figures/{result.experiment.key}-{name}.png")
+            for width in COLUMN_WIDTHS:
+                for fmt in export.FIGURE_FORMATS:
+                    path = folder / f"{result.experiment.key}-{name}-{width}.{fmt}"
+                    path.write_bytes(export.figure_bytes(fig, fmt, width))
+            result.figures.append(f"figures/{result.experiment.key}-{name}-single.png")
     except EthdashError as exc:
         result.figure_error = str(exc)
 

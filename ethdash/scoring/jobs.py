@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -217,19 +218,75 @@ def scores_frame(store: Store, p: Plan) -> pd.DataFrame:
         ).df()
 
 
-def export(store: Store, path, fmt: str | None = None) -> int:
-    """Write every stored score to CSV or Parquet (from the file's extension unless given)."""
-    fmt = fmt or ("parquet" if str(path).endswith(".parquet") else "csv")
-    if fmt not in ("csv", "parquet"):
-        raise EthdashError(f"export format is csv or parquet, not '{fmt}'")
+EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class ScoreFilter:
+    """Which stored scores to export; None: any. adapter "" means the base model only."""
+
+    dataset: str | None = None
+    split: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    template: str | None = None
+
+
+def export(store: Store, path, which: ScoreFilter = ScoreFilter()) -> tuple[int, int]:
+    """Write the stored scores that `which` selects to CSV or Parquet (by the file's extension), each with the
+    human votes and shares of its item in its template's view joined to it. Scores of items whose content
+    has changed since they were computed are left out. Returns (scores written, stale scores left out)."""
+    fmt = EXPORT_FORMATS.get(Path(str(path)).suffix.lower())
+    if fmt is None:
+        raise EthdashError(f"cannot write {path}: the formats are {', '.join(EXPORT_FORMATS)} (from the extension)")
+    where, params = [], []
+    for column in ("dataset", "split", "model", "template"):
+        if getattr(which, column) is not None:
+            where.append(f"s.{column} = ?")
+            params.append(getattr(which, column))
+    if which.adapter is not None:
+        where.append("s.adapter IS NULL" if which.adapter == "" else "s.adapter = ?")
+        params += [] if which.adapter == "" else [which.adapter]
     with store.connect() as con:
         frame = con.execute(
-            "SELECT * FROM scores ORDER BY dataset, split, item_id, model, adapter, template, item_order, backend"
+            f"""SELECT s.*, i.content_hash FROM scores s
+                LEFT JOIN items i ON i.dataset = s.dataset AND i.split = s.split AND i.item_id = s.item_id
+                {"WHERE " + " AND ".join(where) if where else ""}
+                ORDER BY s.dataset, s.split, s.item_id, s.model, s.adapter, s.template, s.item_order, s.backend""",
+            params,
         ).df()
+        votes = con.execute("SELECT dataset, split, item_id, view, sample, counts FROM votes").df()
+    current = frame["item_hash"] == frame["content_hash"]
+    stale = int((~current).sum())
+    frame = frame[current].drop(columns="content_hash").reset_index(drop=True)
+    frame = _with_votes(frame, votes)
     if fmt == "csv":
-        for column in ("probs", "answer_logprobs"):
-            frame[column] = [json.dumps(list(v)) for v in frame[column]]
+        for column in ("probs", "answer_logprobs", "votes", "shares", "second_votes"):
+            frame[column] = [None if v is None else json.dumps([float(x) for x in v]) for v in frame[column]]
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
-    return len(frame)
+    return len(frame), stale
+
+
+def _with_votes(frame: pd.DataFrame, votes: pd.DataFrame) -> pd.DataFrame:
+    """The human votes (gold sample; the second sample where there is one) of each score's item in the view
+    its template reads, and their shares."""
+    views = {}
+    for name in frame["template"].unique():
+        try:
+            views[name] = templates.get(name).view
+        except EthdashError:  # a template file no longer at hand: its view is unknown
+            views[name] = None
+    frame = frame.assign(view=frame["template"].map(views))
+    keys = ["dataset", "split", "item_id", "view"]
+    for sample, column in (("gold", "votes"), ("second", "second_votes")):
+        chosen = votes[votes["sample"] == sample].drop(columns="sample").rename(columns={"counts": column})
+        frame = frame.merge(chosen, on=keys, how="left")
+    frame["shares"] = [
+        None if not isinstance(v, (list, np.ndarray)) else list(np.asarray(v, float) / max(np.sum(v), 1))
+        for v in frame["votes"]
+    ]
+    frame["votes"] = [v if isinstance(v, (list, np.ndarray)) else None for v in frame["votes"]]
+    frame["second_votes"] = [v if isinstance(v, (list, np.ndarray)) else None for v in frame["second_votes"]]
+    return frame

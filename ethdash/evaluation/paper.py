@@ -1,0 +1,137 @@
+"""What a paper takes from one comparison, shared by `ethdash evaluate` and the Compare page's exports: the
+metric table (long for analysis, wide LaTeX for print), the references, the paired differences of every
+system against the first (the base), and the figures, each written with its manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ethdash import adapters, templates
+from ethdash.datasets import catalog
+from ethdash.datasets.selection import Filters
+from ethdash.errors import EthdashError
+from ethdash.evaluation import export, latex, measures, statistics
+from ethdash.evaluation.assemble import CROSS_FIT, Evaluation, evaluate
+from ethdash.evaluation.figures import reliability_chart, scatter_chart
+from ethdash.evaluation.frames import human_vs_model, metric_cells
+from ethdash.scoring import System
+from ethdash.store import Store
+
+TABLE_COLUMNS = ["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration", "warning"]
+
+
+@dataclass
+class Tables:
+    evaluation: Evaluation
+    metrics: pd.DataFrame  # long: a row per (system, metric)
+    references: pd.DataFrame
+    paired: pd.DataFrame  # a row per (system A, metric): A − the first system
+    best: dict[str, str | None]  # metric → the system set in bold (None: no clear best)
+    warnings: list[str]
+
+    @property
+    def systems(self) -> list[str]:
+        return [p.label for p in self.evaluation.predictions]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.evaluation.aligned.items)
+
+    def wide(self) -> pd.DataFrame:
+        """The table as the page shows it: a row per system, "estimate [low, high]" per metric."""
+        return metric_cells(self.metrics, self.systems)
+
+    def metrics_latex(self, what: str = "Metrics") -> str:
+        caption = export.with_warnings(latex.table_caption(what, self.n_items), self.warnings)
+        references = [statistics.HUMAN_CEILING] if statistics.HUMAN_CEILING in self.systems else []
+        return latex.metric_table(self.metrics, self.systems, self.best, caption, references=references)
+
+
+def compare(
+    store: Store,
+    model: str,
+    adapter_names: list[str],
+    template: str,
+    dataset: str,
+    split: str | None,
+    filters: Filters | None = None,
+    calibration_split: str | None = CROSS_FIT,
+    backend: str = "local",
+) -> tuple[Evaluation, tuple[str, ...]]:
+    """The comparison Compare shows for this choice (the base model and its adapters through one template),
+    and the view's options; unknown names are clear errors."""
+    tpl = templates.get(template)
+    known = {d.name: d for d in catalog.datasets(store)}
+    if dataset not in known:
+        raise EthdashError(f"unknown dataset '{dataset}': the store has {', '.join(sorted(known)) or 'none'}")
+    try:
+        options = known[dataset].view(tpl.view).options
+    except KeyError:
+        views = ", ".join(v.name for v in known[dataset].views)
+        raise EthdashError(
+            f"template '{tpl.name}' reads the view '{tpl.view}', which {dataset} does not have (its views: {views})"
+        ) from None
+    splits = catalog.splits(store, dataset)
+    for name, where in ((split, "split"), (calibration_split, "calibration split")):
+        if name is not None and name not in splits:
+            raise EthdashError(f"unknown {where} '{name}' of {dataset}: choose from {', '.join(splits)}")
+    for name in adapter_names:
+        adapters.get(store, name)
+    systems = [System(model, name, tpl.name) for name in (None, *adapter_names)]
+    ev = evaluate(store, systems, dataset, split, tpl.view, options, filters, calibration_split, backend)
+    return ev, options
+
+
+def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0) -> Tables:
+    """Every table of a comparison; raises if fewer than two items are scored by every system."""
+    if len(ev.aligned.items) < 2:
+        raise ValueError("fewer than two items are scored by every system")
+    table = ev.table(n_resamples, seed)
+    models = ev.model_predictions()
+    best = statistics.best_systems(ev.counts, models, table, n_resamples, seed)
+    paired = [
+        ev.paired(p.label, models[0].label, n_resamples, seed).assign(system=p.label, against=models[0].label)
+        for p in models[1:]
+    ]
+    paired_frame = (
+        pd.concat(paired, ignore_index=True)[["system", "against", "metric", "difference", "low", "high", "favours"]]
+        if paired
+        else pd.DataFrame(columns=["system", "against", "metric", "difference", "low", "high", "favours"])
+    )
+    paired_frame["metric"] = paired_frame["metric"].map(measures.readable)
+    return Tables(ev, table[TABLE_COLUMNS], ev.references(), paired_frame, best, statistics.table_warnings(table))
+
+
+def figures(ev: Evaluation, options: tuple[str, ...], option: int = 0) -> dict:
+    """The reliability diagram and the humans-against-models scatter of one option."""
+    points = human_vs_model(ev.counts, ev.aligned.items, ev.model_predictions(), option)
+    return {
+        "reliability": reliability_chart(statistics.reliability(ev.counts, ev.predictions)),
+        "scatter": scatter_chart(points, options[option]),
+    }
+
+
+def write(
+    result: Tables, folder: Path, meta: dict, options: tuple[str, ...], option: int = 0, with_figures: bool = True
+) -> list[Path]:
+    """metrics (CSV and Parquet long, LaTeX wide), references and paired differences (CSV, Parquet, LaTeX),
+    and the figures (PDF, SVG, PNG at both column widths), each with its manifest."""
+    n = result.n_items
+    meta = {**meta, "warnings": result.warnings}
+    paths = export.write_table(
+        result.metrics, folder, "metrics", meta, latex_text=result.metrics_latex(), caption=f"Metrics on {n} items."
+    )
+    paths += export.write_table(
+        result.references, folder, "references", meta, caption=f"Reference soft xent (nats) on the same {n} items."
+    )
+    if len(result.paired):
+        caption = f"Paired differences (A − B) on the same resampled {n} items, 95% bootstrap intervals."
+        paths += export.write_table(result.paired, folder, "paired", meta, caption=caption)
+    if with_figures:
+        for name, fig in figures(result.evaluation, options, option).items():
+            paths += export.write_figure(fig, folder, name, {**meta, "what": name})
+    return paths
