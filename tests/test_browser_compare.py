@@ -83,11 +83,12 @@ PICK_A_POINT = """() => {
     .find(g => (g.layout.title.text || '').includes('humans against'));
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
   const points = [];
+  // The means' diamonds (customdata: items, share) are no items, but they are obstacles a click could hit.
   gd._fullData.forEach(trace => (trace.customdata || []).forEach((cd, j) => points.push({
     x: box.left + xa._offset + xa.l2p(trace.x[j]), y: box.top + ya._offset + ya.l2p(trace.y[j]),
-    split: cd[0], item: cd[1]})));
+    split: cd[0], item: cd[1], isItem: typeof cd[1] === 'string'})));
   let best = null, bestGap = -1;
-  for (const p of points) {
+  for (const p of points.filter(p => p.isItem)) {
     const gap = Math.min(...points.filter(q => q.item !== p.item).map(q => Math.hypot(p.x - q.x, p.y - q.y)));
     if (gap > bestGap) { best = p; bestGap = gap; }
   }

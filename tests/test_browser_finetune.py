@@ -3,6 +3,7 @@ adapter. Each check names the problem a new user met (issue 12)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -35,7 +36,8 @@ def y_axis_titles(page) -> list[str]:
     chart = page.get_by_test_id("stPlotlyChart").filter(has_text="training and held-out curves")
     return chart.locator(".js-plotly-plot").evaluate(
         "gd => Object.keys(gd._fullLayout).filter(k => /^yaxis\\d*$/.test(k)).sort()"
-        ".map(k => gd._fullLayout[k].title.text)"
+        ".map(k => (gd.querySelector('.g-' + k.replace('axis', '') + 'title')?.textContent || '')"  # as drawn
+        " + '|' + (gd._fullLayout[k].tickformat || ''))"
     )
 
 
@@ -80,7 +82,17 @@ def test_a_tiny_run_from_the_form_reports_its_pace_draws_curves_and_its_adapter_
     assert points["training loss"] == STEPS
     for series in ("held-out soft xent", "held-out Dirichlet score", "held-out accuracy"):
         assert points[series] >= 3, points
-    assert y_axis_titles(page) == ["nats", "nats", "nats", "%"]
+    assert y_axis_titles(page) == ["nats|", "nats|", "nats|", "|.0%"]  # accuracy reads from its % ticks
+
+    # The curves for a paper: PDF, SVG and PNG at both column widths, with the run's settings in the manifest.
+    page.get_by_text("Export this figure").click()
+    page.get_by_role("button", name="Write figure files").click()
+    page.get_by_text(re.compile(r"^Written to ")).wait_for(timeout=180_000)
+    folder = max((browser_app.home / "exports").glob("*-curves"))
+    assert {p.name for p in folder.iterdir()} == {
+        f"curves-{w}.{f}" for w in ("single", "double") for f in ("pdf", "svg", "png")
+    } | {"curves.manifest.json"}
+    assert json.loads((folder / "curves.manifest.json").read_text())["config"]["name"] == RUN
 
     # The configuration and the result as labelled tables, no raw JSON.
     assert page.get_by_test_id("stJson").count() == 0
