@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ethdash.datasets.items import DATASET_NAME
+from ethdash import names
 from ethdash.errors import EthdashError
 from ethdash.migrations import utc_now
 from ethdash.store import Store
@@ -64,8 +64,8 @@ def content_hash(folder: Path) -> str:
 
 
 def register(store: Store, name: str, folder: Path, base_model: str, meta: dict | None = None) -> Adapter:
-    if not DATASET_NAME.match(name):
-        raise EthdashError(f"adapter name '{name}' is not allowed: use lower case letters, digits, - and _")
+    if not names.valid(name):
+        raise EthdashError(names.refusal("adapter name", name))
     folder = folder.resolve()
     adapter = Adapter(name, base_model, folder, content_hash(folder))
     with store.transaction() as con:

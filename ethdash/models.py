@@ -19,8 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ethdash import embedded, settings
-from ethdash.datasets.items import DATASET_NAME
+from ethdash import embedded, names, settings
 from ethdash.errors import EthdashError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -81,8 +80,8 @@ def registry() -> dict[str, ModelSpec]:
 
 def _user_model(entry: dict, where: str) -> ModelSpec:
     name = entry.get("name")
-    if not isinstance(name, str) or not DATASET_NAME.match(name):
-        raise EthdashError(f"{where}: 'name' must be lower case letters, digits, - and _")
+    if not names.valid(name):
+        raise EthdashError(f"{where}: {names.refusal('model name', name)}")
     if entry.get("source") not in ("hf", "path"):
         raise EthdashError(f"{where}: 'source' is 'hf' or 'path'")
     if not isinstance(entry.get("location"), str):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ethdash import names
 from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_paths
 from ethdash.datasets.readers.mapping import Mapping
@@ -108,6 +109,45 @@ def test_a_mapping_that_names_a_missing_column(store, tmp_path):
 def test_invalid_mappings_are_refused(raw, words):
     with pytest.raises(DataError, match=words):
         Mapping.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("blue.house", True), ("Study_2", True), ("run-3", True), ("a" * 64, True),
+        ("../x", False), ("a..b", False), (".hidden", False), ("-x", False), ("a/b", False), ("a b", False),
+        ("a" * 65, False), ("", False), ("ü", False),
+    ],
+)  # fmt: skip
+def test_one_name_rule_everywhere(name, ok):
+    assert names.valid(name) is ok
+
+
+def test_split_names_from_a_column_follow_the_stated_rule(store, tmp_path):
+    """Before: "'blue.house' is not a valid split name", 54 times, with no rule given."""
+    (tmp_path / "survey.csv").write_text(CSV.replace(",dev\n", ",blue.house\n").replace(",test\n", ",../up\n"))
+    (tmp_path / "survey.toml").write_text(MAPPING)
+    with pytest.raises(DataError) as refused:
+        import_paths(store, [tmp_path / "survey.csv"], Mapping.from_file(tmp_path / "survey.toml"))
+    assert "survey.csv:4: field 'part': the split name '../up' is not allowed: use letters, digits" in str(
+        refused.value
+    )
+    assert "blue.house" not in str(refused.value) and catalog.count_items(store) == 0
+    (tmp_path / "survey.csv").write_text(CSV.replace(",dev\n", ",blue.house\n"))
+    import_paths(store, [tmp_path / "survey.csv"], Mapping.from_file(tmp_path / "survey.toml"))
+    assert sorted(catalog.splits(store, "my-survey")) == ["blue.house", "test"]
+
+
+def test_a_record_over_several_lines_is_named_by_its_first_line_and_keeps_its_default_id(store, tmp_path):
+    mapping = Mapping.from_dict(
+        {"dataset": "s", "options": ["YES", "NO"], "votes": ["n_yes", "n_no"], "text": "scenario"}
+    )
+    (tmp_path / "survey.csv").write_text(CSV)
+    import_paths(store, [tmp_path / "survey.csv"], mapping)
+    assert list(catalog.items_frame(store, "s", None, "votes")["item_id"]) == ["line-2", "line-3", "line-6"]
+    (tmp_path / "bad.csv").write_text(CSV.replace("20,22", "twenty,22"))
+    with pytest.raises(DataError, match=r"bad.csv:4: field 'n_yes'"):  # q3 spans lines 4-6
+        import_paths(store, [tmp_path / "bad.csv"], mapping)
 
 
 def test_bad_vote_cells_name_the_csv_line(store, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +29,6 @@ CUSTOM_VIEW = "votes"
 
 GOLD = "gold"
 SECOND = "second"  # an independent second human sample of the same view
-
-DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)

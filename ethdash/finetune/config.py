@@ -7,9 +7,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ethdash import models, templates
+from ethdash import models, names, templates
 from ethdash.datasets import catalog
-from ethdash.datasets.items import DATASET_NAME
 from ethdash.errors import EthdashError
 from ethdash.losses import LOSSES
 from ethdash.store import Store
@@ -81,10 +80,8 @@ def eval_interval(eval_every: int | None, total_steps: int) -> int:
 
 def validate(config: RunConfig, store: Store) -> int:
     """Raise ConfigError for anything wrong; return the number of training items."""
-    if not DATASET_NAME.match(config.name):
-        raise ConfigError(
-            f"run name '{config.name}' is not allowed: use lower case letters, digits, - and _ (no '/', no '..')"
-        )
+    if not names.valid(config.name):
+        raise ConfigError(names.refusal("run name", config.name))
     try:
         spec = models.get(config.model)
         template = templates.get(config.template)

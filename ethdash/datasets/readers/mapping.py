@@ -26,7 +26,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ethdash.datasets.items import CUSTOM_VIEW, DATASET_NAME, SCRUPLES_DATASETS, SPLIT_NAME, Item
+from ethdash import names
+from ethdash.datasets.items import CUSTOM_VIEW, SCRUPLES_DATASETS, Item
 from ethdash.datasets.readers.records import ProblemLog, Record, check_unique_ids, decode_lines, json_records
 from ethdash.errors import DataError, Problem
 
@@ -68,14 +69,10 @@ class Mapping:
                 bad(key, "expected a list of strings")
         if not problems:
             name = raw["dataset"]
-            if not DATASET_NAME.match(name) or name in SCRUPLES_DATASETS:
-                bad(
-                    "dataset",
-                    f"'{name}' is not allowed: use lower case letters, digits, - and _, "
-                    f"and not {' or '.join(SCRUPLES_DATASETS)}",
-                )
-            if not SPLIT_NAME.match(raw.get("split", "all")):
-                bad("split", f"'{raw['split']}' is not allowed: use letters, digits, - and _")
+            if not names.valid(name) or name in SCRUPLES_DATASETS:
+                bad("dataset", f"{names.refusal('the name', name)}, and not {' or '.join(SCRUPLES_DATASETS)}")
+            if not names.valid(raw.get("split", "all")):
+                bad("split", names.refusal("the split name", raw["split"]))
             n = len(raw["options"])
             if n < 2:
                 bad("options", "at least two options are needed")
@@ -155,8 +152,12 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
         names = ", ".join(f"'{c}'" for c in missing)
         log.add(f"the mapping names {names}, which the file does not have (columns: {', '.join(header)})", 1)
         return
+    lines, end = text.split("\n"), 0
     for row in reader:
-        record = Record(row, reader.line_num, log)
+        start, end = end + 1, reader.line_num
+        while start < end and not lines[start - 1].strip():  # blank lines the reader skipped
+            start += 1
+        record = Record(row, start, log, last_line=end)
         # CSV cells are strings: turn the vote columns into numbers here, reporting bad ones.
         for column in (*mapping.votes, *(mapping.second_votes or ())):
             cell = (row.get(column) or "").strip()
@@ -174,14 +175,14 @@ def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
     if not record.ok:
         return None
     obj = record.obj
-    item_id = str(obj[mapping.id]).strip() if mapping.id else f"line-{record.line}"
+    item_id = str(obj[mapping.id]).strip() if mapping.id else f"line-{record.last_line}"
     if not item_id:
         record.problem("empty id", mapping.id)
     split = mapping.split
     if mapping.split_column:
         split = str(obj[mapping.split_column]).strip()
-        if not SPLIT_NAME.match(split):
-            record.problem(f"'{split}' is not a valid split name", mapping.split_column)
+        if not names.valid(split):
+            record.problem(names.refusal("the split name", split), mapping.split_column)
     text = record.text(mapping.text)
     title = record.text(mapping.title, required=False) if mapping.title else None
     votes = _counts(record, mapping.votes, require_votes=True)

@@ -64,8 +64,11 @@ _MISSING = object()
 class Record:
     """One record with its line, reporting field problems to the log instead of raising."""
 
-    def __init__(self, obj: dict, line: int, log: ProblemLog):
+    def __init__(self, obj: dict, line: int, log: ProblemLog, last_line: int | None = None):
+        # line: where the record starts, which problems name; last_line: where it ends (a CSV record can
+        # span lines), which default item ids have always used.
         self.obj, self.line, self.log = obj, line, log
+        self.last_line = line if last_line is None else last_line
         self.ok = True
 
     def problem(self, message: str, field: str | None = None) -> None:
