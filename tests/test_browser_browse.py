@@ -188,3 +188,31 @@ def test_scenario_text_stays_text_and_the_app_listens_on_loopback(page, browser_
     settle(page)
     assert "dataset=anecdotes" in page.url
     page.get_by_role("heading", name=re.compile(r"^anecdotes · sample")).wait_for()
+
+
+def test_a_dataset_without_titles_orders_or_post_types_reads_as_itself(page, browser_app, tmp_path):
+    """Before: a dataset without titles showed an empty "scenario" column on every row, and Browse spoke of
+    post types ("Post type: —") and option orders ("P_AB and P_BA …") that such a dataset does not have."""
+    from tests.conftest import run_cli
+
+    vignettes = tmp_path / "vignettes.csv"
+    vignettes.write_text(
+        "uid,vignette,approve,disapprove\n"
+        'v1,"A nurse tells a patient a comforting lie about their prognosis, because the family asked her to.",7,3\n'
+        "v2,A student reports a friend who cheated on an exam.,4,6\n"
+    )
+    imported = run_cli(
+        "data", "import", str(vignettes), "--dataset", "bt-vignettes", "--text-column", "vignette",
+        "--id-column", "uid", "--option", "APPROVE=approve", "--option", "DISAPPROVE=disapprove",
+        env=browser_app.env(),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    browse(page, browser_app.url, "dataset=bt-vignettes&split=all")
+    grid = page.get_by_test_id("stDataFrame").first  # its cells, as the grid's accessible table has them
+    grid.locator("td").filter(has_text="A student reports a friend who cheated on an exam.").wait_for(state="attached")
+    cells = grid.locator("td").all_inner_texts()
+    assert any(c.startswith("A nurse tells a patient a comforting lie") for c in cells), cells
+    page.get_by_text("controversial: yes (vote margin below 0.5)").wait_for()  # 7 of 10: a margin of 0.4
+    text = page.locator("section.main, [data-testid='stMain']").first.inner_text()
+    for scruples_only in ("Post type", "P_AB", "position bias", "Which action is worse?"):
+        assert scruples_only not in text, scruples_only

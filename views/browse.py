@@ -188,7 +188,11 @@ with text_col:
     if item["text"]:
         st.caption("Text")
         st.text(item["text"])
-    st.caption(f"Post type: {item['post_type'] or '—'} · controversial: {'yes' if item['controversial'] else 'no'}")
+    # Only what this dataset has: custom data has no post types, and its "controversial" is a rule of ethdash's.
+    facts = [f"Post type: {item['post_type']}"] if item["post_type"] else []
+    controversial = "yes" if item["controversial"] else "no"
+    rule = " (vote margin below 0.5)" if selection.kind == "custom" else ""
+    st.caption(" · ".join([*facts, f"controversial: {controversial}{rule}"]))
 with chart_col:
     samples = [vote_split(item["counts"], options, "human votes")]
     if item["second_counts"] is not None:
@@ -214,11 +218,12 @@ ui.export_figure(
     lambda: ui.manifest(shown.iloc[[position]], "vote split", {"item": item["item_id"]}),
     key="x_vote",
 )
-if summaries:
+if summaries and selection.kind == "dilemmas":  # option orders exist for dilemmas only
     st.caption(
         "Model probabilities per system: P_AB and P_BA are P(action 1) with action 1 listed first and "
         "second; position bias is the mean P(first-listed) − 0.5."
     )
+if summaries:
     st.dataframe(pd.DataFrame(summaries), hide_index=True, key="system_table")
 
 st.subheader("Your annotation")

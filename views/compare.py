@@ -215,12 +215,16 @@ st.dataframe(
         **{name: st.column_config.TextColumn(name, width=105) for name in wide.columns},
     },
 )
+# Only what these items have: option orders (dilemmas) and a second human sample (the ceiling).
+has_ceiling = statistics.HUMAN_CEILING in [p.label for p in ev.predictions]
 st.caption(
     "Estimate [95% bootstrap interval, 1,000 resamples of items]. soft xent, Dirichlet score, calibrated xent "
-    "in nats per item (lower is better); accuracy against the majority, tied items left out; ECE with 10 bins; "
-    "position bias = mean P(first-listed) − 0.5. c and T* per system: "
+    "in nats per item (lower is better); accuracy against the majority, tied items left out; ECE with 10 bins"
+    + ("; position bias = mean P(first-listed) − 0.5" if selection.kind == "dilemmas" else "")
+    + ". c and T* per system: "
     + "; ".join(f"{p.label} {statistics.fit_summary(p)}" for p in ev.predictions)
-    + f" ({calibration}). The human ceiling scores the second 5-vote sample, smoothed as (1 + n) / (N + K)."
+    + f" ({calibration})."
+    + (" The human ceiling scores the second human sample, smoothed as (1 + n) / (N + K)." if has_ceiling else "")
 )
 ref_col, export_col = st.columns([1, 2])
 with ref_col:

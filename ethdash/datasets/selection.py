@@ -21,7 +21,7 @@ def item_table(store: Store, dataset: str, split: str | None, view: str, options
         return frame
     counts = catalog.counts_matrix(frame)
     maj = majority(counts)
-    frame["summary"] = [_summary(t, a) for t, a in zip(frame["title"], frame["actions"])]
+    frame["summary"] = [_summary(t, a, x) for t, a, x in zip(frame["title"], frame["actions"], frame["text"])]
     frame["n_votes"] = counts.sum(axis=1).astype(int)
     frame["margin"] = vote_margin(counts)
     frame["majority"] = [options[m] if m >= 0 else "tie" for m in maj]
@@ -29,11 +29,19 @@ def item_table(store: Store, dataset: str, split: str | None, view: str, options
     return frame
 
 
-def _summary(title: str | None, actions: object) -> str:
+SUMMARY_CHARS = 120
+
+
+def _summary(title: str | None, actions: object, text: str | None) -> str:
+    """What the item list shows of an item: its title, else its actions, else the start of its text (a
+    dataset of survey vignettes has neither title nor actions)."""
     if title:
         return title
-    acts = list(actions) if actions is not None else []
-    return "  vs.  ".join(acts)
+    acts = [a for a in (list(actions) if actions is not None else []) if a]
+    if acts:
+        return "  vs.  ".join(acts)
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= SUMMARY_CHARS else flat[: SUMMARY_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)
