@@ -653,13 +653,76 @@ def models_command() -> None:
         click.echo(f"{spec.name:28} {spec.source:9} {spec.dtype:9} {spec.location or spec.description}")
 
 
-@main.command(name="templates")
-def templates_command() -> None:
-    """Prompt templates (add your own in $ETHDASH_HOME/templates/)."""
+@main.group(name="templates", invoke_without_command=True)
+@click.pass_context
+def templates_command(ctx: click.Context) -> None:
+    """Prompt templates: without a subcommand, the list (add your own in $ETHDASH_HOME/templates/)."""
     from ethdash import templates
 
-    for t in templates.available().values():
-        click.echo(f"{t.name:24} v{t.version}  {t.dataset}/{t.view:10} {t.description}")
+    if ctx.invoked_subcommand is None:
+        for t in templates.available().values():
+            click.echo(f"{t.name:24} v{t.version}  {t.dataset}/{t.view:10} {t.description}")
+
+
+@templates_command.command("new")
+@click.option("--dataset", required=True, help="The dataset the template asks about.")
+@click.option("--view", default=None, help="Its label view (default: the first).")
+@click.option("--name", "name", default=None, help="The template's name (default: DATASET-VIEW).")
+@click.option("--force", is_flag=True, help="Replace a template of that name in $ETHDASH_HOME/templates/.")
+def templates_new(dataset: str, view: str | None, name: str | None, force: bool) -> None:
+    """Write a starting template for a dataset: its placeholders, its view and one answer letter per option."""
+    from ethdash import names, settings, templates
+    from ethdash.template_drafts import draft, filled_fields
+
+    store = Store()
+    known = {d.name: d for d in catalog.datasets(store)}
+    if dataset not in known:
+        raise EthdashError(f"unknown dataset '{dataset}': the store has {', '.join(sorted(known)) or 'none'}")
+    chosen = (
+        known[dataset].views[0] if view is None else next((v for v in known[dataset].views if v.name == view), None)
+    )
+    if chosen is None:
+        raise EthdashError(
+            f"dataset '{dataset}' has no view '{view}' (views: {', '.join(v.name for v in known[dataset].views)})"
+        )
+    name = name or f"{dataset}-{chosen.name}"
+    if not names.valid(name):
+        raise EthdashError(names.refusal("template name", name))
+    if name in templates.available() and not force:
+        raise EthdashError(f"a template named '{name}' exists: choose another --name, or --force to replace yours")
+    fields = filled_fields(catalog.items_frame(store, dataset, None, chosen.name))
+    path = settings.templates_dir() / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(draft(name, dataset, chosen.name, chosen.options, fields))
+    templates.load_file(path)  # what was written parses
+    click.echo(f"wrote {path}: edit it, then `ethdash templates show {name}` and `ethdash score --template {name}`")
+
+
+@templates_command.command("show")
+@click.argument("name")
+@click.option("--split", default=None)
+@click.option("--item", "item_id", default=None, help="An item id (default: the dataset's first item).")
+@click.option("--order", type=click.Choice(ORDERS), default="ab", show_default=True, help="Dilemmas: option order.")
+def templates_show(name: str, split: str | None, item_id: str | None, order: str) -> None:
+    """Print the prompt a template gives the model for one item, and where each answer's probability goes."""
+    from ethdash import templates
+    from ethdash.template_drafts import rendered
+
+    store = Store()
+    template = templates.get(name)
+    known = {d.name: d for d in catalog.datasets(store)}
+    if template.dataset not in known:
+        raise EthdashError(f"template '{name}' is for dataset '{template.dataset}', which the store does not have")
+    templates.check_dataset(template, known[template.dataset])
+    options = known[template.dataset].view(template.view).options
+    ids = (item_id,) if item_id else None
+    items = catalog.items_frame(store, template.dataset, split, template.view, limit=None if ids else 1, item_ids=ids)
+    if items.empty:
+        where = f"{template.dataset}/{split}" if split else template.dataset
+        raise EthdashError(f"no item {item_id!r} in {where}" if item_id else f"{where} has no items")
+    item = items.iloc[0].to_dict()
+    click.echo(f"{template.name} on {template.dataset}/{item['split']} item {item['item_id']}\n")
+    click.echo(rendered(template, item, options, order if template.is_dilemma else templates.NO_ORDER))
 
 
 @main.command()

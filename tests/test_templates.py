@@ -11,6 +11,8 @@ from ethdash import models, templates
 from ethdash.datasets.items import ANECDOTE_CLASSES, BINARIZED_CLASSES, DILEMMA_OPTIONS, scruples_dataset
 from ethdash.templates import TemplateError
 
+from .conftest import run_cli
+
 DILEMMA = {
     "name": "t",
     "version": 1,
@@ -118,3 +120,52 @@ def test_position_bias_and_combined_orders():
     assert orders.position_bias(p_ab, p_ba) == pytest.approx(np.mean([0.9, 0.6, 0.7, 0.8]) - 0.5)
     blind = np.array([[0.7, 0.3]])
     assert orders.position_bias(blind, blind) == pytest.approx(0.0)
+
+
+SURVEY = (
+    "uid,vignette,approve,disapprove,unsure\n"
+    "v1,A nurse tells a comforting lie.,7,3,1\n"
+    "v2,A student reports a cheat.,4,6,0\n"
+)
+
+
+def import_survey(tmp_path) -> None:
+    (tmp_path / "survey.csv").write_text(SURVEY)
+    args = ["--dataset", "vig", "--text-column", "vignette", "--id-column", "uid"]
+    options = ["--option", "APPROVE=approve", "--option", "DISAPPROVE=disapprove", "--option", "UNSURE=unsure"]
+    assert run_cli("data", "import", str(tmp_path / "survey.csv"), *args, *options).returncode == 0
+
+
+def test_templates_new_writes_a_template_for_your_dataset_and_show_renders_it(store, tmp_path):
+    """Before: what a template for your own data may use was learnt from error messages."""
+    import_survey(tmp_path)
+    made = run_cli("templates", "new", "--dataset", "vig")
+    assert made.returncode == 0, made.stderr
+    written = templates.get("vig-votes")  # in $ETHDASH_HOME/templates, and it parses
+    assert (written.dataset, written.view) == ("vig", "votes")
+    assert [(a.token, a.option) for a in written.answers] == [("A", "APPROVE"), ("B", "DISAPPROVE"), ("C", "UNSURE")]
+    assert "{text}" in written.user and "{title}" not in written.user  # this dataset has no titles
+    shown = run_cli("templates", "show", "vig-votes", "--item", "v2")
+    assert shown.returncode == 0, shown.stderr
+    assert "A student reports a cheat." in shown.stdout and "A nurse" not in shown.stdout
+    assert "C. UNSURE" in shown.stdout and "'C' → UNSURE" in shown.stdout
+
+    again = run_cli("templates", "new", "--dataset", "vig")
+    assert again.returncode == 1 and "exists" in again.stderr
+    for args, words in (
+        (["new", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["new", "--dataset", "vig", "--name", "../x"], "template name '../x' is not allowed: use letters"),
+        (["new", "--dataset", "vig", "--view", "worse"], "has no view 'worse'"),
+        (["show", "vig-votes", "--item", "v9"], "no item 'v9'"),
+    ):
+        refused = run_cli("templates", *args)
+        assert refused.returncode == 1 and words in refused.stderr and "Traceback" not in refused.stderr, args
+
+
+@pytest.mark.model
+def test_a_new_template_scores_with_the_embedded_model(store, tmp_path):
+    import_survey(tmp_path)
+    assert run_cli("templates", "new", "--dataset", "vig").returncode == 0
+    scored = run_cli("score", "--template", "vig-votes", "--dataset", "vig")
+    assert scored.returncode == 0, scored.stderr
+    assert "2 to compute" in scored.stderr
