@@ -15,9 +15,13 @@ class Problem:
     message: str
     line: int | None = None
     field: str | None = None
+    unit: str = "line"  # "row" in tabular files (Parquet, Arrow), counted from 1
 
     def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        if self.line is None:
+            where = self.source
+        else:
+            where = f"{self.source}:{self.line}" if self.unit == "line" else f"{self.source}, {self.unit} {self.line}"
         what = f"field '{self.field}': {self.message}" if self.field else self.message
         return f"{where}: {what}"
 

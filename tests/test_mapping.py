@@ -171,3 +171,106 @@ def test_reimporting_a_dataset_with_other_options_is_refused(store, tmp_path):
     with pytest.raises(DataError, match="already exists with other options"):
         import_paths(store, [tmp_path / "survey.csv"], other)
     assert snapshot(store) == before
+
+
+FLAGS = ["--dataset", "tab", "--text-column", "scenario", "--id-column", "uid", "--option", "YES=n_yes"]
+FLAGS += ["--option", "NO=n_no"]
+ROWS = {
+    "uid": ["t1", "t2", "t3", "t4"],
+    "scenario": ["Lying to a friend.", "Keeping a found wallet.", "Skipping a wedding.", "Reporting a cheat."],
+    "n_yes": [12, 3, 20, 7],
+    "n_no": [30, 40, 22, 7],
+}
+
+
+def write_dataset_dict(root, splits: dict[str, dict]) -> None:
+    """A Hugging Face DatasetDict as `save_to_disk` writes it: dataset_dict.json, and per split a folder
+    with its Arrow file (IPC stream format), state.json and dataset_info.json."""
+    import pyarrow as pa
+
+    root.mkdir()
+    (root / "dataset_dict.json").write_text(json.dumps({"splits": list(splits)}))
+    for split, columns in splits.items():
+        folder = root / split
+        folder.mkdir()
+        table = pa.table(columns)
+        sink = pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb")
+        with sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        state = {"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_split": split}
+        (folder / "state.json").write_text(json.dumps(state))
+        (folder / "dataset_info.json").write_text(json.dumps({"features": {c: {} for c in columns}}))
+
+
+def test_parquet_imports_and_a_bad_row_is_named_by_its_row(store, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame(ROWS).to_parquet(tmp_path / "survey.parquet")
+    done = run_cli("data", "import", str(tmp_path / "survey.parquet"), *FLAGS)
+    assert done.returncode == 0, done.stderr
+    table = item_table(store, "tab", None, "votes", ("YES", "NO")).set_index("item_id")
+    assert {k: list(v) for k, v in table["counts"].items()} == {
+        u: [y, n] for u, y, n in zip(ROWS["uid"], ROWS["n_yes"], ROWS["n_no"])
+    }
+    assert table.loc["t2", "text"] == "Keeping a found wallet."
+
+    before = snapshot(store)
+    pd.DataFrame({**ROWS, "uid": ["u1", "u2", "u3", "u4"], "n_yes": [1, -2, 3, 4]}).to_parquet(tmp_path / "bad.parquet")
+    refused = run_cli("data", "import", str(tmp_path / "bad.parquet"), *FLAGS)
+    assert refused.returncode == 1 and "bad.parquet, row 2: field 'n_yes'" in refused.stderr, refused.stderr
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    broken = run_cli("data", "import", str(tmp_path / "broken.parquet"), *FLAGS)
+    assert broken.returncode == 1 and "broken.parquet: not a readable Parquet file" in broken.stderr
+    assert snapshot(store) == before
+
+
+def test_a_hugging_face_dataset_dict_on_disk_imports_with_its_splits(store, tmp_path):
+    half = {k: v[:2] for k, v in ROWS.items()}
+    rest = {k: v[2:] for k, v in ROWS.items()}
+    write_dataset_dict(tmp_path / "hf", {"train": half, "test": rest})
+    done = run_cli("data", "import", str(tmp_path / "hf"), *FLAGS)
+    assert done.returncode == 0, done.stderr
+    assert sorted(catalog.splits(store, "tab")) == ["test", "train"]
+    test = item_table(store, "tab", "test", "votes", ("YES", "NO")).set_index("item_id")
+    assert sorted(test.index) == ["t3", "t4"] and list(test.loc["t4", "counts"]) == [7, 7]
+
+    before = snapshot(store)
+    write_dataset_dict(tmp_path / "bad", {"train": {**half, "n_no": [None, 5]}})
+    refused = run_cli("data", "import", str(tmp_path / "bad"), *FLAGS)
+    assert refused.returncode == 1 and "data-00000-of-00001.arrow, row 1: field 'n_no'" in refused.stderr, (
+        refused.stderr
+    )
+    assert snapshot(store) == before
+
+
+@pytest.mark.model
+def test_your_own_parquet_from_file_to_evaluate(store, tmp_path):
+    """The README's path for your own data: import, a template of your own, scoring with the embedded model,
+    `ethdash evaluate`; its metrics equal a recomputation from the stored probabilities and the votes."""
+    import numpy as np
+    import pandas as pd
+
+    from ethdash import metrics
+
+    pd.DataFrame(ROWS).to_parquet(tmp_path / "survey.parquet")
+    assert run_cli("data", "import", str(tmp_path / "survey.parquet"), *FLAGS).returncode == 0
+    assert run_cli("templates", "new", "--dataset", "tab").returncode == 0
+    scored = run_cli("score", "--template", "tab-votes", "--dataset", "tab")
+    assert scored.returncode == 0, scored.stderr
+    done = run_cli(
+        "evaluate", "--template", "tab-votes", "--dataset", "tab", "--out", str(tmp_path / "out"), "--no-figures"
+    )
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "out" / "metrics.csv").set_index(["system", "metric"])["estimate"]
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT s.item_id, s.probs, v.counts FROM scores s JOIN votes v USING (dataset, split, item_id) "
+            "WHERE s.dataset = 'tab' ORDER BY s.item_id"
+        ).fetchall()
+    p = np.array([r[1] for r in rows])
+    counts = np.array([r[2] for r in rows], dtype=float)
+    base = "smollm2-135m-instruct (base)"
+    assert table[base, "xent"] == pytest.approx(metrics.soft_xent(counts, p), rel=1e-9)
+    assert table[base, "brier"] == pytest.approx(metrics.brier(counts, p), rel=1e-9)
+    assert "position_bias" not in {m for _, m in table.index}  # no option order in this dataset
+    assert "humans (second sample)" not in {s for s, _ in table.index}  # and no second sample

@@ -1,8 +1,9 @@
-"""A generic reader for any dataset of scenarios with human vote counts (JSONL or CSV).
+"""A generic reader for any dataset of scenarios with human vote counts (JSONL, CSV, Parquet, or the Arrow
+files of a Hugging Face dataset saved with `save_to_disk`).
 
 A small mapping says which columns hold the id, the text and the votes of each option:
 
-    dataset = "trolley"          # a new dataset name (lower case, digits, - and _)
+    dataset = "trolley"          # a new dataset name (see ethdash.names for the rule)
     options = ["YES", "NO"]      # the answer options, in order
     votes = ["n_yes", "n_no"]    # one vote-count column per option
     text = "scenario"            # the column with the scenario text
@@ -22,7 +23,7 @@ import io
 import json
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class Mapping:
     split: str = "all"
     split_column: str | None = None
     second_votes: tuple[str, ...] | None = None
-    format: str | None = None  # "jsonl" or "csv"; default: from the file's extension
+    format: str | None = None  # a name in FORMATS; default: from the file's extension
     source: str = "mapping"
 
     @classmethod
@@ -117,10 +118,63 @@ def read_mapped(data: bytes, source: str, mapping: Mapping, log: ProblemLog) -> 
         names = " or ".join(map(repr, FORMATS))
         log.add(f"cannot tell the format from the file name: give format = {names} in the mapping")
         return []
+    log.unit = FORMATS[fmt].unit
+    split = _dataset_dict_split(source) if fmt == "arrow" else None
+    if split and mapping.split == "all" and not mapping.split_column:
+        mapping = replace(mapping, split=split)
     records = FORMATS[fmt].records(data, mapping, log)
     items = [item for item in (_item(r, mapping, source) for r in records) if item is not None]
     check_unique_ids(items, log)
     return items
+
+
+def _dataset_dict_split(source: str) -> str | None:
+    """A Hugging Face DatasetDict saved with `save_to_disk` keeps each split in a folder of its name (beside
+    a dataset_dict.json): that name is the split of the Arrow files inside."""
+    folder = Path(source).parent
+    if (folder / "state.json").is_file() and (folder.parent / "dataset_dict.json").is_file():
+        return folder.name if names.valid(folder.name) else None
+    return None
+
+
+def _table_records(table: Any, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
+    """Records of a pyarrow table, numbered by row from 1."""
+    missing = [c for c in mapping.columns() if c not in table.column_names]
+    if missing:
+        quoted = ", ".join(f"'{c}'" for c in missing)
+        log.add(f"the mapping names {quoted}, which the file does not have (columns: {', '.join(table.column_names)})")
+        return
+    for row, obj in enumerate(table.select(mapping.columns()).to_pylist(), start=1):
+        if log.full:
+            return
+        yield Record(obj, row, log)
+
+
+def _parquet_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as exc:
+        log.add(f"not a readable Parquet file ({exc})")
+        return
+    yield from _table_records(table, mapping, log)
+
+
+def _arrow_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
+    """Arrow IPC, as Hugging Face `save_to_disk` writes it (the stream format), or the file format."""
+    import pyarrow as pa
+
+    try:
+        table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    except (pa.ArrowException, OSError):
+        try:
+            table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+        except (pa.ArrowException, OSError) as exc:
+            log.add(f"not a readable Arrow file ({exc})")
+            return
+    yield from _table_records(table, mapping, log)
 
 
 def _jsonl_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Record]:
@@ -223,6 +277,7 @@ class Format:
     name: str
     extensions: tuple[str, ...]
     records: Callable[[bytes, Mapping, ProblemLog], Iterator[Record]]
+    unit: str = "line"  # what a problem's number counts: "row" for tabular files
 
 
 # A new format is one reader above and one entry here.
@@ -231,5 +286,9 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("jsonl", (".jsonl", ".ndjson"), _jsonl_records),
         Format("csv", (".csv",), _csv_records),
+        Format("parquet", (".parquet",), _parquet_records, "row"),
+        # A Hugging Face dataset saved with save_to_disk: import its folder (each split's folder in a
+        # DatasetDict gives its items that split).
+        Format("arrow", (".arrow",), _arrow_records, "row"),
     )
 }

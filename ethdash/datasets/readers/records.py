@@ -14,12 +14,12 @@ MAX_PROBLEMS_PER_FILE = 50
 
 
 class ProblemLog:
-    def __init__(self, source: str):
-        self.source = source
+    def __init__(self, source: str, unit: str = "line"):
+        self.source, self.unit = source, unit
         self.problems: list[Problem] = []
 
     def add(self, message: str, line: int | None = None, field: str | None = None) -> None:
-        self.problems.append(Problem(self.source, message, line, field))
+        self.problems.append(Problem(self.source, message, line, field, self.unit))
 
     @property
     def full(self) -> bool:
