@@ -103,6 +103,8 @@ def data() -> None:
 )
 @click.option("--split", default=None, help="The split of every item (default 'all').")
 @click.option("--split-column", help="A column naming each item's split.")
+@click.option("--label-column", help="One row per judgment: the column with the chosen option (--option NAME).")
+@click.option("--annotator-column", help="One row per judgment: the column with the annotator's id.")
 def data_import(
     paths: tuple[Path, ...],
     mapping_file: Path | None,
@@ -113,24 +115,29 @@ def data_import(
     options: tuple[str, ...],
     split: str | None,
     split_column: str | None,
+    label_column: str | None,
+    annotator_column: str | None,
 ) -> None:
     """Import Scruples files (.jsonl, folders, .tar.gz) or any dataset with a mapping."""
     mapping = None
     if mapping_file is not None:
         mapping = Mapping.from_file(mapping_file)
     elif dataset or options or text_column:
+        per_annotator = bool(label_column or annotator_column)
         pairs = [o.split("=", 1) for o in options]
-        if any(len(p) != 2 for p in pairs):
-            raise EthdashError("--option takes NAME=COLUMN")
+        if not per_annotator and any(len(p) != 2 for p in pairs):
+            raise EthdashError("--option takes NAME=COLUMN (or NAME alone with --label-column)")
         raw = {
             "dataset": dataset,
             "text": text_column,
             "options": [p[0] for p in pairs],
-            "votes": [p[1] for p in pairs],
+            "votes": None if per_annotator else [p[1] for p in pairs],
             "id": id_column,
             "title": title_column,
             "split": split,
             "split_column": split_column,
+            "label": label_column,
+            "annotator": annotator_column,
         }
         mapping = Mapping.from_dict({k: v for k, v in raw.items() if v is not None}, source="command-line mapping")
     _report(import_paths(Store(), list(paths), mapping))

@@ -174,3 +174,21 @@ def _annotations(con: duckdb.DuckDBPyConnection) -> None:
             created_at TIMESTAMP NOT NULL
         )""")
     con.execute("CREATE INDEX annotations_item ON annotations (dataset, split, item_id)")
+
+
+@migration(4, "annotator labels")
+def _annotator_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Imported per-annotator data: each annotator's label behind an item's votes, kept apart from the
+    # annotations made in the app, so that agreement can be measured over both and annotators scored as
+    # systems.
+    con.execute("""
+        CREATE TABLE annotator_labels (
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            view VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            option VARCHAR NOT NULL,
+            source_line INTEGER,
+            PRIMARY KEY (dataset, split, item_id, view, annotator)
+        )""")

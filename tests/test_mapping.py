@@ -274,3 +274,56 @@ def test_your_own_parquet_from_file_to_evaluate(store, tmp_path):
     assert table[base, "brier"] == pytest.approx(metrics.brier(counts, p), rel=1e-9)
     assert "position_bias" not in {m for _, m in table.index}  # no option order in this dataset
     assert "humans (second sample)" not in {s for s, _ in table.index}  # and no second sample
+
+
+JUDGMENTS = """item,scenario,worker,choice
+j1,Lying to a friend.,w1,YES
+j1,Lying to a friend.,w2,NO
+j1,Lying to a friend.,w3,NO
+j2,Keeping a found wallet.,w1,NO
+j2,Keeping a found wallet.,w4,NO
+"""
+PER_ANNOTATOR = ["--dataset", "judged", "--text-column", "scenario", "--id-column", "item"]
+PER_ANNOTATOR += ["--label-column", "choice", "--annotator-column", "worker", "--option", "YES", "--option", "NO"]
+
+
+def test_one_row_per_judgment_is_counted_and_each_annotators_label_kept(store, tmp_path):
+    import pandas as pd
+
+    (tmp_path / "judgments.csv").write_text(JUDGMENTS)
+    done = run_cli("data", "import", str(tmp_path / "judgments.csv"), *PER_ANNOTATOR)
+    assert done.returncode == 0, done.stderr
+    rows = pd.read_csv(tmp_path / "judgments.csv")
+    expected = {
+        item: [int((group["choice"] == o).sum()) for o in ("YES", "NO")] for item, group in rows.groupby("item")
+    }
+    table = item_table(store, "judged", None, "votes", ("YES", "NO")).set_index("item_id")
+    assert {k: list(v) for k, v in table["counts"].items()} == expected
+    with store.connect() as con:
+        kept = con.execute(
+            "SELECT item_id, annotator, option, source_line FROM annotator_labels ORDER BY 1, 2"
+        ).fetchall()
+        app_annotations = con.execute("SELECT count(*) FROM annotations").fetchone()[0]
+    assert kept == [
+        (r.item, r.worker, r.choice, i + 2) for i, r in enumerate(rows.sort_values(["item", "worker"]).itertuples())
+    ]
+    assert app_annotations == 0  # kept apart from the annotations made in the app
+
+    again = run_cli("data", "import", str(tmp_path / "judgments.csv"), *PER_ANNOTATOR)
+    assert "0 new, 0 changed" in again.stdout  # idempotent
+
+    before = snapshot(store)
+    bad = (
+        JUDGMENTS
+        + "j2,Keeping a found wallet.,w4,YES\nj3,Skipping a wedding.,w1,MAYBE\nj1,Lying to a stranger.,w5,NO\n"
+    )
+    (tmp_path / "bad.csv").write_text(bad)
+    refused = run_cli("data", "import", str(tmp_path / "bad.csv"), *PER_ANNOTATOR)
+    assert refused.returncode == 1
+    for words in (
+        "bad.csv:7: field 'worker': annotator 'w4' labels item 'j2' twice",
+        "bad.csv:8: field 'choice': 'MAYBE' is not an option (YES, NO)",
+        "bad.csv:9: field 'text': item 'j1' has another text at line 2",
+    ):
+        assert words in refused.stderr, refused.stderr
+    assert snapshot(store) == before

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ethdash import settings
 from ethdash.datasets import catalog
-from ethdash.datasets.items import GOLD, SECOND, Dataset, is_controversial
+from ethdash.datasets.items import CUSTOM_VIEW, GOLD, SECOND, Dataset, is_controversial
 from ethdash.datasets.readers.mapping import Mapping
 from ethdash.datasets.sources import ReadResult, read_paths
 from ethdash.errors import DataError, Problem
@@ -59,7 +59,7 @@ def write_items(store: Store, result: ReadResult) -> ImportReport:
         if changed:
             keys = pd.DataFrame([i.key for i in changed], columns=["dataset", "split", "item_id"])
             con.register("changed_keys", keys)
-            for table in ("items", "votes"):
+            for table in ("items", "votes", "annotator_labels"):
                 con.execute(
                     f"DELETE FROM {table} t USING changed_keys k "
                     "WHERE t.dataset = k.dataset AND t.split = k.split AND t.item_id = k.item_id"
@@ -153,6 +153,13 @@ def _insert(con: duckdb.DuckDBPyConnection, items: list, hashes: dict) -> None:
     )
     con.unregister("new_items")
     con.unregister("new_votes")
+    labels = [
+        (i.dataset, i.split, i.item_id, CUSTOM_VIEW, annotator, option, line)
+        for i in items
+        for annotator, option, line in i.labels
+    ]
+    if labels:
+        con.executemany("INSERT INTO annotator_labels VALUES (?, ?, ?, ?, ?, ?, ?)", labels)
 
 
 # ---------------------------------------------------------------- reading

@@ -78,6 +78,8 @@ class Item:
     controversial: bool | None = None  # as released, where the data says so
     second_votes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # One row per judgment: (annotator, chosen option, line) behind the votes, kept per annotator.
+    labels: tuple[tuple[str, str, int], ...] = ()
     source: str = ""
     line: int | None = None
 
@@ -100,6 +102,8 @@ class Item:
             "second_votes": {k: list(v) for k, v in sorted(self.second_votes.items())},
             "meta": self.meta,
         }
+        if self.labels:  # who chose what is content too (absent otherwise, so that older hashes hold)
+            content["labels"] = [[annotator, option] for annotator, option, _ in self.labels]
         blob = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

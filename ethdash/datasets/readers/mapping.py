@@ -13,6 +13,11 @@ A small mapping says which columns hold the id, the text and the votes of each o
     split_column = "part"        # a column that names each record's split
     second_votes = ["y2", "n2"]  # optional: an independent second human sample
 
+or, for one row per judgment (per-annotator data), instead of `votes`:
+
+    label = "choice"             # the column with the option an annotator chose
+    annotator = "worker"         # the column with the annotator's id (id is then required)
+
 as a TOML or JSON file, or as CLI flags. Imported items look like Scruples items everywhere.
 """
 
@@ -45,6 +50,8 @@ class Mapping:
     split_column: str | None = None
     second_votes: tuple[str, ...] | None = None
     format: str | None = None  # a name in FORMATS; default: from the file's extension
+    label: str | None = None  # per-annotator rows: the column naming the chosen option (instead of votes)
+    annotator: str | None = None  # ... and the column with the annotator's id
     source: str = "mapping"
 
     @classmethod
@@ -58,10 +65,13 @@ class Mapping:
         for key in raw:
             if key not in known:
                 bad(key, f"unknown key (known: {', '.join(sorted(known))})")
-        for key in ("dataset", "options", "votes", "text"):
+        per_annotator = raw.get("label") is not None or raw.get("annotator") is not None
+        for key in ("dataset", "options", "text", *(("label", "annotator", "id") if per_annotator else ("votes",))):
             if raw.get(key) in (None, "", []):
-                bad(key, "required")
-        for key in ("dataset", "text", "id", "title", "split", "split_column", "format"):
+                bad(key, "required" + (" for one row per judgment (label and annotator)" if per_annotator else ""))
+        if per_annotator and (raw.get("votes") or raw.get("second_votes")):
+            bad("votes", "give either vote-count columns (votes) or one row per judgment (label and annotator)")
+        for key in ("dataset", "text", "id", "title", "split", "split_column", "format", "label", "annotator"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 bad(key, "expected a string")
         for key in ("options", "votes", "second_votes"):
@@ -80,14 +90,14 @@ class Mapping:
             if len(set(raw["options"])) != n:
                 bad("options", "option names must be distinct")
             for key in ("votes", "second_votes"):
-                if raw.get(key) is not None and len(raw[key]) != n:
+                if raw.get(key) and len(raw[key]) != n:
                     bad(key, f"one column per option: {n} options, {len(raw[key])} columns")
             if raw.get("format") not in (None, *FORMATS):
                 bad("format", f"must be {' or '.join(map(repr, FORMATS))}")
         if problems:
             raise DataError(problems)
-        tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes") if raw.get(k) is not None}
-        return cls(**{**raw, **tuples, "source": source})
+        tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes") if raw.get(k)}
+        return cls(**{"votes": (), **raw, **tuples, "source": source})
 
     @classmethod
     def from_file(cls, path: Path) -> Mapping:
@@ -103,7 +113,7 @@ class Mapping:
 
     def columns(self) -> list[str]:
         named = [self.text, self.id, self.title, self.split_column, *self.votes, *(self.second_votes or ())]
-        return [c for c in named if c]
+        return [c for c in named + [self.label, self.annotator] if c]
 
     def file_format(self, file_name: str) -> str | None:
         if self.format:
@@ -123,7 +133,10 @@ def read_mapped(data: bytes, source: str, mapping: Mapping, log: ProblemLog) -> 
     if split and mapping.split == "all" and not mapping.split_column:
         mapping = replace(mapping, split=split)
     records = FORMATS[fmt].records(data, mapping, log)
-    items = [item for item in (_item(r, mapping, source) for r in records) if item is not None]
+    if mapping.label:
+        items = judged_items(records, mapping, source)
+    else:
+        items = [item for item in (_item(r, mapping, source) for r in records) if item is not None]
     check_unique_ids(items, log)
     return items
 
@@ -206,7 +219,7 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
         names = ", ".join(f"'{c}'" for c in missing)
         log.add(f"the mapping names {names}, which the file does not have (columns: {', '.join(header)})", 1)
         return
-    lines, end = text.split("\n"), 0
+    lines, end = text.split("\n"), reader.line_num  # the header is read
     for row in reader:
         start, end = end + 1, reader.line_num
         while start < end and not lines[start - 1].strip():  # blank lines the reader skipped
@@ -254,6 +267,62 @@ def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
         source=source,
         line=record.line,
     )
+
+
+def judged_items(records: Iterator[Record], mapping: Mapping, source: str) -> list[Item]:
+    """Items from one row per judgment: the rows of an item id are counted into votes per option, and each
+    annotator's label is kept. An item's text, title and split come from its first row; a later row that
+    says otherwise, a label that is not an option, or a second label from one annotator is a problem."""
+    first: dict[str, tuple[Record, str, str | None, str]] = {}
+    labels: dict[str, list[tuple[str, str, int]]] = {}
+    for record in records:
+        obj = record.obj
+        item_id = str(obj[mapping.id]).strip()
+        annotator = str(obj[mapping.annotator] if obj[mapping.annotator] is not None else "").strip()
+        label = str(obj[mapping.label] if obj[mapping.label] is not None else "").strip()
+        text = record.text(mapping.text)
+        title = record.text(mapping.title, required=False) if mapping.title else None
+        split = str(obj[mapping.split_column]).strip() if mapping.split_column else mapping.split
+        if not item_id:
+            record.problem("empty id", mapping.id)
+        if not annotator:
+            record.problem("empty annotator id", mapping.annotator)
+        if label not in mapping.options:
+            record.problem(f"'{label[:40]}' is not an option ({', '.join(mapping.options)})", mapping.label)
+        if mapping.split_column and not names.valid(split):
+            record.problem(names.refusal("the split name", split), mapping.split_column)
+        if not record.ok:
+            continue
+        if item_id not in first:
+            first[item_id] = (record, text, title, split)
+        else:
+            start, text0, title0, split0 = first[item_id]
+            for what, mine, theirs in (("text", text, text0), ("title", title, title0), ("split", split, split0)):
+                if mine != theirs:
+                    record.problem(f"item '{item_id}' has another {what} at line {start.line}", what)
+        seen = {a for a, _, _ in labels.get(item_id, [])}
+        if annotator in seen:
+            record.problem(f"annotator '{annotator}' labels item '{item_id}' twice", mapping.annotator)
+        if record.ok:
+            labels.setdefault(item_id, []).append((annotator, label, record.line))
+    items = []
+    for item_id, (record, text, title, split) in first.items():
+        chosen = [label for _, label, _ in labels.get(item_id, [])]
+        votes = tuple(chosen.count(option) for option in mapping.options)
+        items.append(
+            Item(
+                dataset=mapping.dataset,
+                split=split,
+                item_id=item_id,
+                title=title,
+                text=text,
+                votes={CUSTOM_VIEW: votes},
+                labels=tuple(sorted(labels.get(item_id, []))),
+                source=source,
+                line=record.line,
+            )
+        )
+    return items
 
 
 def _counts(record: Record, columns: tuple[str, ...], require_votes: bool) -> tuple[int, ...] | None:
