@@ -12,13 +12,14 @@ import hashlib
 import json
 import string
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ethdash import settings
+from ethdash import names, settings
 from ethdash.datasets.items import DILEMMAS, Dataset
 from ethdash.errors import EthdashError
 
@@ -110,6 +111,13 @@ def parse(raw: dict[str, Any], source: str) -> Template:
     for key in ("name", "version", "dataset", "view", "user", "answers"):
         if key not in raw:
             raise fail(f"missing '{key}'")
+    for key in ("name", "dataset", "view", "user", "system", "assistant_prefix", "polarity", "description"):
+        if key in raw and not isinstance(raw[key], str):
+            raise fail(f"'{key}' must be a string")
+    if not isinstance(raw["version"], int) or isinstance(raw["version"], bool):
+        raise fail("'version' must be an integer")
+    if not names.valid(raw["name"]):
+        raise fail(names.refusal("the template name", raw["name"]))
     known = {
         "name",
         "version",
@@ -142,7 +150,7 @@ def parse(raw: dict[str, Any], source: str) -> Template:
     if is_dilemma and sorted(a.option for a in parsed) != sorted(POSITIONS):
         raise fail("a dilemma template has two answers, with option = 'first' and option = 'second'")
     allowed = PLACEHOLDERS[DILEMMAS if is_dilemma else None]
-    used = {field for _, field, _, _ in string.Formatter().parse(raw["user"]) if field is not None}
+    used = placeholders_in(raw["user"], fail)
     if used - allowed:
         raise fail(f"unknown placeholders {sorted(used - allowed)} in 'user' (allowed: {sorted(allowed)})")
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
@@ -160,6 +168,25 @@ def parse(raw: dict[str, Any], source: str) -> Template:
         source=source,
         content_hash=digest,
     )
+
+
+def placeholders_in(user: str, fail: Callable[[str], TemplateError]) -> set[str]:
+    """The placeholders of a prompt, each a plain {name}: a format spec ({first:>9}), a conversion ({first!r})
+    or an attribute or index ({first.x}, {first[0]}) would let a template compute with the data (or pad a
+    prompt to gigabytes), so each is refused. Literal braces are written {{ and }}."""
+    try:
+        parts = list(string.Formatter().parse(user))
+    except ValueError as exc:  # an unmatched brace
+        raise fail(f"'user' is not a valid template ({exc}): write a literal brace as {{{{ or }}}}") from None
+    used = set()
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if spec or conversion or not field.isidentifier():
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise fail(f"placeholder {shown} in 'user': only plain placeholders such as {{first}} are allowed")
+        used.add(field)
+    return used
 
 
 def load_file(path: Path) -> Template:

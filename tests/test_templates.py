@@ -76,6 +76,16 @@ def test_braces_in_scenario_text_are_kept_verbatim():
         ({"answers": [{"token": "A", "option": "action 1"}, {"token": "B", "option": "second"}]}, "'first'"),
         ({"polarity": "nicer"}, "polarity"),
         ({"colour": "red"}, "unknown keys"),
+        # Only plain placeholders (issue 16): no format specs, conversions, attributes or indexing.
+        ({"user": "A. {first:{second.__class__.__name__[0]}} B. {second}"}, "only plain placeholders"),
+        ({"user": "A. {first!r:{second.__len__}} B. {second}"}, "placeholder {first!r:{second.__len__}}"),
+        ({"user": "A. {first:>20000000} B. {second}"}, "placeholder {first:>20000000}"),
+        ({"user": "A. {first.upper} B. {second}"}, "placeholder {first.upper}"),
+        ({"user": "A. {first[0]} B. {second}"}, "placeholder {first[0]}"),
+        ({"user": "A. {first} B. {second"}, "not a valid template"),
+        ({"name": "../evil"}, "the template name '../evil' is not allowed: use letters"),
+        ({"name": 3}, "'name' must be a string"),
+        ({"version": "one"}, "'version' must be an integer"),
     ],
 )
 def test_invalid_templates_are_refused(change, words):
