@@ -88,11 +88,12 @@ def test_a_killed_run_shows_as_failed_and_resumes_from_its_last_checkpoint(dilem
     assert result.returncode == 0, result.stderr
     assert wait_for(run)["state"] == "succeeded", run.log_tail()
     steps = [m["step"] for m in run.metrics() if m["kind"] == "train"]
-    restarts = [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]
-    assert steps[-1] == 8 and steps.count(1) == 1  # finished, and did not start over
-    if restarts:  # steps done after the last checkpoint were redone from it
-        assert steps[restarts[0]] == last + 1
-    assert sorted(set(steps)) == list(range(1, 9))
+    # Finished, did not start over, and the steps redone after the last checkpoint (step `last`) left no
+    # duplicate records (issue 16).
+    assert steps == list(range(1, 9)), (steps, last)
+    evals = [m["step"] for m in run.metrics() if m["kind"] == "eval"]
+    assert len(evals) == len(set(evals))
+    assert "log_tail" not in run.status() or not run.status()["log_tail"]  # the failure's tail is gone
     adapter = adapters.get(dilemmas, "killed")
     assert adapter.path == run.adapter_dir and adapter.base_model == MODEL
 
@@ -105,6 +106,26 @@ def test_a_killed_run_shows_as_failed_and_resumes_from_its_last_checkpoint(dilem
     with dilemmas.connect() as con:
         rows = con.execute("SELECT adapter, count(*) FROM scores GROUP BY adapter ORDER BY adapter").fetchall()
     assert rows == [("killed", 6), (None, 6)]
+
+
+def test_resume_never_unpickles_code_from_a_run_folder(dilemmas, tmp_path):
+    """A trainer state is read with weights_only: a planted pickle that would run code is refused, not run."""
+    import pickle
+
+    run = runs.start(RunConfig(name="planted", **{**SMALL, "steps": 500}), dilemmas)
+    wait_until(lambda: len(run.checkpoints()) >= 1, timeout_s=300)
+    runs.cancel(run)
+    witness = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {witness}",))
+
+    (run.checkpoints()[-1] / "trainer_state.pt").write_bytes(pickle.dumps({"step": Payload()}))
+    assert run_cli("finetune", "resume", "planted").returncode == 0
+    assert wait_for(run)["state"] == "failed"
+    assert not witness.exists()
+    assert "Weights only load failed" in run.log_tail(200) or "weights_only" in run.log_tail(200)
 
 
 def test_cancel_stops_a_run_cleanly(dilemmas):

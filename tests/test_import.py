@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -96,6 +97,19 @@ def test_a_tarball_imports_like_the_plain_files(store, tmp_path, shared_data):
     assert from_tar.per_split == {("dilemmas", "dev"): 2340}
     from_plain = import_paths(store, [DILEMMAS_DEV])
     assert (from_plain.new, from_plain.changed, from_plain.unchanged) == (0, 0, 2340)
+
+
+@pytest.mark.parametrize("member", ["../dev.scruples-dilemmas.jsonl", "/tmp/dev.scruples-dilemmas.jsonl"])
+def test_an_archive_member_whose_path_leaves_the_archive_is_refused(store, tmp_path, member):
+    archive = tmp_path / "evil.tar.gz"
+    data = DILEMMAS_DEV.read_bytes()[:20000].rsplit(b"\n", 1)[0] + b"\n"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match=re.escape(f"archive member '{member}' is refused: its path leaves")):
+        import_paths(store, [archive])
+    assert catalog.count_items(store) == 0
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,12 @@ def _tar_members(path: Path, problems: list[Problem]) -> list[tuple[str, bytes]]
     try:
         with tarfile.open(path, "r:gz") as archive:
             for member in archive:
+                parts = Path(member.name).parts
+                if member.name.startswith("/") or ".." in parts:  # never taken for a file of the archive
+                    problems.append(
+                        Problem(str(path), f"archive member '{member.name}' is refused: its path leaves the archive")
+                    )
+                    continue
                 if member.isfile() and identify(Path(member.name).name):
                     handle = archive.extractfile(member)
                     if handle is not None:

@@ -65,6 +65,13 @@ class Run:
         with self.metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
+    def drop_metrics_after(self, step: int) -> None:
+        """Keep the metrics records of steps up to `step` (a resume redoes the later ones), atomically."""
+        kept = [r for r in self.metrics() if int(r.get("step", 0)) <= step]
+        partial = self.metrics_path.with_suffix(".tmp")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        partial.replace(self.metrics_path)
+
     def metrics(self) -> list[dict]:
         if not self.metrics_path.is_file():
             return []
@@ -166,7 +173,8 @@ def resume(run: Run) -> int:
     status = run.status()
     if status.get("state") not in ("failed", "cancelled"):
         raise EthdashError(f"run '{run.name}' is {status.get('state')}: only failed or cancelled runs resume")
-    run.write_status(state="queued", message="resuming", cancel_requested=False)
+    # The failure's message and log tail belong to the failed attempt, not to the resumed one.
+    run.write_status(state="queued", message="resuming", cancel_requested=False, log_tail=None)
     return launch(run)
 
 

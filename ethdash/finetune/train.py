@@ -91,8 +91,10 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     checkpoints = run.checkpoints()
     if checkpoints:  # resume: the adapter weights, the optimizer, the schedule and the step
         model = PeftModel.from_pretrained(base, str(checkpoints[-1]), is_trainable=True)
-        state = torch.load(checkpoints[-1] / "trainer_state.pt", weights_only=False)
+        # weights_only: tensors and plain values, never pickled code (a planted file must not run on resume).
+        state = torch.load(checkpoints[-1] / "trainer_state.pt", weights_only=True)
         start_step = state["step"]
+        run.drop_metrics_after(start_step)  # the steps after the checkpoint are redone: no duplicate records
     else:
         target = (
             config.target_modules
