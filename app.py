@@ -1,10 +1,13 @@
 """The ethdash dashboard: declares the pages and the shared sidebar. Start it with `make run`."""
 
+from contextlib import ExitStack
+
 import streamlit as st
 
 from ethdash import adapters, models, templates
 from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_demo_if_empty
+from ethdash.errors import EthdashError
 from ethdash.store import Store
 from views import ui
 
@@ -18,7 +21,16 @@ def _ensure_items(path: str) -> None:
 
 
 store = Store()
-_ensure_items(str(store.path))
+# The sidebar's reads share one unit of work: opening the store costs more than the queries. A store that
+# cannot be opened (damaged, or locked too long) is one clear message, never a traceback.
+sidebar_unit = ExitStack()
+try:
+    sidebar_unit.enter_context(store.connect())
+    _ensure_items(str(store.path))
+except EthdashError as exc:
+    sidebar_unit.close()
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
 params = st.query_params
 ALL_SPLITS = "all splits"
 
@@ -54,8 +66,7 @@ def _choice(label: str, options: list[str], param: str, **kwargs) -> str:
     return value
 
 
-# The sidebar's reads share one unit of work: opening the store costs more than the queries.
-with store.connect():
+with sidebar_unit:
     datasets = {d.name: d for d in catalog.datasets(store)}
     st.sidebar.title("ethdash")
     if not datasets:

@@ -401,6 +401,36 @@ def evaluate(
         click.echo(f"\n{len(paths)} files written to {out}")
 
 
+@main.group(name="store")
+def store_group() -> None:
+    """The store (one DuckDB file): check it, back it up."""
+
+
+@store_group.command("check")
+def store_check() -> None:
+    """Open the store and read every table through; a damaged store is a clear error (exit status 1)."""
+    store = Store()
+    if not store.path.is_file():
+        raise EthdashError(f"there is no store at {store.path} yet (ETHDASH_HOME sets where it lives)")
+    counts = store.check()
+    click.echo(f"{store.path}: readable, {len(counts)} tables")
+    for table, rows in counts.items():
+        click.echo(f"  {table:24} {rows:>10} rows")
+
+
+@store_group.command("backup")
+@click.argument("target", required=False, type=click.Path(path_type=Path, dir_okay=False))
+def store_backup(target: Path | None) -> None:
+    """A consistent copy of the store (default: $ETHDASH_HOME/backups/ethdash-DATE.duckdb), proven readable."""
+    from datetime import UTC, datetime
+
+    store = Store()
+    if not store.path.is_file():
+        raise EthdashError(f"there is no store at {store.path} to back up")
+    target = target or settings.backups_dir() / f"ethdash-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.duckdb"
+    click.echo(f"backed up {store.path} to {store.backup(target)}")
+
+
 @main.group()
 def scores() -> None:
     """Stored scores."""

@@ -42,3 +42,7 @@ class DataError(EthdashError):
 
 class StoreBusyError(EthdashError):
     """Another process kept the store locked for longer than the lock timeout."""
+
+
+class StoreDamagedError(EthdashError):
+    """The store's file cannot be read as a DuckDB database."""

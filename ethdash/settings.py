@@ -50,6 +50,11 @@ def servers_dir() -> Path:
     return home_dir() / "servers"
 
 
+def backups_dir() -> Path:
+    """Copies of the store made by `ethdash store backup`."""
+    return home_dir() / "backups"
+
+
 def exports_dir() -> Path:
     """Figures and tables exported from the dashboard, a folder per export."""
     return home_dir() / "exports"

@@ -21,6 +21,7 @@ Who opens the file, and when (DuckDB allows one writing process at a time):
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from pathlib import Path
 import duckdb
 
 from ethdash import settings
-from ethdash.errors import StoreBusyError
+from ethdash.errors import EthdashError, StoreBusyError, StoreDamagedError
 from ethdash.migrations import migrate
 
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
@@ -55,9 +56,9 @@ def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDB
             raise StoreBusyError(f"the store {path} could not be opened within {timeout_s:.0f} s")
         try:
             return duckdb.connect(str(path))
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if not _is_lock_error(exc):
-                raise
+                raise damaged(path, exc) from exc
             if time.monotonic() >= deadline:
                 raise StoreBusyError(
                     f"the store {path} stayed locked by another process for {timeout_s:.0f} s; "
@@ -67,6 +68,16 @@ def open_with_retry(path: Path, timeout_s: float | None = None) -> duckdb.DuckDB
             _instance_lock.release()  # before sleeping: this process's other threads may close their units
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.5)
+
+
+def damaged(path: Path, exc: Exception) -> StoreDamagedError:
+    """One clear message for a store that cannot be read: which file, what DuckDB said, what to do."""
+    said = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return StoreDamagedError(
+        f"the store {path} cannot be read ({said}): it is damaged or not an ethdash store. Restore a backup "
+        f"(`ethdash store backup` makes them; the README's Backups says how), or move the file away to start a "
+        f"new, empty store; `ethdash store check` reports what it can read."
+    )
 
 
 class Store:
@@ -89,7 +100,10 @@ class Store:
         try:
             if self.path not in _migrated:
                 with _migrate_lock:
-                    migrate(con)
+                    try:
+                        migrate(con)
+                    except duckdb.Error as exc:  # a file that opens but whose catalog cannot be read
+                        raise damaged(self.path, exc) from exc
                     _migrated.add(self.path)
             yield con
         finally:
@@ -108,3 +122,27 @@ class Store:
                 con.rollback()
                 raise
             con.commit()
+
+    def check(self) -> dict[str, int]:
+        """Rows per table, reading every table through (a damaged page fails here, not later)."""
+        with self.connect() as con:
+            try:
+                tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+                return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+            except duckdb.Error as exc:
+                raise damaged(self.path, exc) from exc
+
+    def backup(self, target: Path) -> Path:
+        """A consistent copy of the store at `target`: taken inside a unit of work (no other process writes
+        meanwhile) after a checkpoint, then opened to prove it reads."""
+        target = Path(target)
+        if target.exists():
+            raise EthdashError(f"{target} exists: choose another backup file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute("CHECKPOINT")
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(self.path, partial)
+        Store(partial).check()
+        partial.replace(target)
+        return target

@@ -216,3 +216,23 @@ def test_a_dataset_without_titles_orders_or_post_types_reads_as_itself(page, bro
     text = page.locator("section.main, [data-testid='stMain']").first.inner_text()
     for scruples_only in ("Post type", "P_AB", "position bias", "Which action is worse?"):
         assert scruples_only not in text, scruples_only
+
+
+def test_a_damaged_store_shows_what_to_do_not_a_traceback(chromium_browser, tmp_path):
+    """Before: the whole DuckDB traceback in the browser, with no hint of what to do."""
+    from .browser import start_app, stop_app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ethdash.duckdb").write_bytes(b"DUCK" + bytes(range(256)) * 64)  # not a database any more
+    app = start_app(home, tmp_path / "app.log")
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        page.get_by_text(re.compile(r"the store .*ethdash\.duckdb cannot be read")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"ethdash store backup")).wait_for()
+        assert page.get_by_test_id("stException").count() == 0  # no traceback for the viewer
+    finally:
+        context.close()
+        stop_app(app)

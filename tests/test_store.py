@@ -129,3 +129,32 @@ def test_retry_gives_up_only_after_the_timeout(store):
         assert time.monotonic() - started >= timeout_s
     finally:
         holder.wait(timeout=30)
+
+
+def test_a_damaged_store_is_one_clear_message_and_a_backup_restores_it(store, tmp_path):
+    """Before: a damaged file gave a raw DuckDB traceback ("Could not read enough bytes…") with no hint."""
+    import shutil
+
+    from .conftest import snapshot
+
+    import_paths(store, [demo_dir()])
+    before = snapshot(store)
+    made = run_cli("store", "backup", str(tmp_path / "backup.duckdb"))
+    assert made.returncode == 0, made.stderr
+    checked = run_cli("store", "check")
+    assert checked.returncode == 0 and "readable" in checked.stdout and "items" in checked.stdout
+
+    size = store.path.stat().st_size
+    with store.path.open("r+b") as handle:  # damage it as a cut copy or a failing disk would
+        handle.truncate(size // 3)
+    for command in (("store", "check"), ("data", "stats")):
+        result = run_cli(*command)
+        assert result.returncode == 1, result.stdout
+        assert f"error: the store {store.path} cannot be read" in result.stderr, result.stderr
+        assert "ethdash store backup" in result.stderr and "Traceback" not in result.stderr
+
+    shutil.copyfile(tmp_path / "backup.duckdb", store.path)  # the restore the README describes
+    assert run_cli("store", "check").returncode == 0
+    assert snapshot(store) == before
+    again = run_cli("store", "backup", str(tmp_path / "backup.duckdb"))
+    assert again.returncode == 1 and "exists" in again.stderr
