@@ -29,7 +29,7 @@ try:
     _ensure_items(str(store.path))
 except EthdashError as exc:
     sidebar_unit.close()
-    st.error(str(exc), icon=":material/error:")
+    st.error(ui.md(exc), icon=":material/error:")
     st.stop()
 params = st.query_params
 ALL_SPLITS = "all splits"

@@ -236,3 +236,58 @@ def test_a_damaged_store_shows_what_to_do_not_a_traceback(chromium_browser, tmp_
     finally:
         context.close()
         stop_app(app)
+
+
+TRACK = "http://127.0.0.1:9/"  # nothing listens there: a request to it is the leak the test looks for
+
+
+def test_every_outside_string_is_shown_as_text_and_fetches_nothing(chromium_browser, tmp_path):
+    """Before: item ids and post types went to Markdown captions: bold and math rendered, and an image link
+    in a post type made the viewer's browser fetch a tracking URL. Each field here carries Markdown that
+    would render or fetch; it must read literally, and no request may leave for it."""
+    import json as json_module
+
+    from ethdash.datasets.importer import import_paths
+    from ethdash.store import Store
+
+    from .browser import start_app, stop_app
+
+    home, data = tmp_path / "home", tmp_path / "data"
+    data.mkdir()
+    item_id = f"**bold**![i]({TRACK}id.png)$x^2$"
+    post_type = f"![t]({TRACK}track.png)"
+    record = {
+        "id": item_id, "post_id": "p1", "title": "AITA for **this**?", "text": "A text.", "post_type": post_type,
+        "action": {"description": "doing _that_", "pronormative_score": 1, "contranormative_score": 0},
+        "label_scores": {"AUTHOR": 1, "OTHER": 3, "EVERYBODY": 0, "NOBODY": 0, "INFO": 0}, "label": "OTHER",
+        "binarized_label_scores": {"RIGHT": 3, "WRONG": 1}, "binarized_label": "RIGHT",
+    }  # fmt: skip
+    (data / "hostile.scruples-anecdotes.jsonl").write_text(json_module.dumps(record) + "\n")
+    import_paths(Store(home / "ethdash.duckdb"), [data])
+    app = start_app(home, tmp_path / "app.log")
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1200})
+    leaked: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("request", lambda r: leaked.append(r.url) if r.url.startswith(TRACK) else None)
+        page.goto(f"{app.url}/?dataset=anecdotes&split=hostile&annotator=_Eve_")  # the annotator rule allows _
+        caption = page.get_by_text(re.compile(r"^Post type: ")).first
+        caption.wait_for(timeout=90_000)
+        settle(page)
+        visible = lambda locator: locator.inner_text().replace("\u2060", "")  # noqa: E731 (invisible joiners)
+        assert visible(caption).startswith(f"Post type: {post_type} · ")  # literally, joiners aside
+        assert f"· id {item_id} ·" in visible(page.get_by_text(re.compile(r"^Item 1 of 1 · id ")))
+        page.get_by_label("Tags", exact=True).fill(f"![tag]({TRACK}tag.png), **loud**")
+        page.get_by_label("Note", exact=True).fill(f"<img src='{TRACK}note.png'>")
+        page.get_by_role("button", name="Save annotation").click()
+        page.get_by_text("Saved for _Eve_: first save.").wait_for()
+        settle(page)
+        page.wait_for_timeout(1000)
+        assert leaked == []
+        assert page.locator(f'img[src^="{TRACK}"]').count() == 0
+        assert page.locator(f'a[href^="{TRACK}"]').count() == 0  # not even a link to click
+        assert page.locator("strong, em").filter(has_text=re.compile(r"^(bold|this|Eve|loud)$")).count() == 0
+        assert page.locator(".katex").count() == 0  # no math rendered from an id
+    finally:
+        context.close()
+        stop_app(app)

@@ -32,7 +32,7 @@ with store.connect():  # one unit of work for both reads
     if not table.empty:
         table = with_tags(table, annotations.current(store, selection.dataset))
 
-st.header(f"{selection.dataset} · {selection.split or 'all splits'}")
+st.header(f"{ui.md(selection.dataset)} · {ui.md(selection.split or 'all splits')}")
 if table.empty:
     st.info("No items with votes in this view.")
     st.stop()
@@ -57,7 +57,7 @@ if systems:
             )
             _, probs = probabilities(store, by_label[against], selection.dataset, selection.split, selection.backend)
             table = with_disagreement(table, probs)
-            st.caption(f"{len(probs)} of {len(table)} items scored by {against}; unscored items are hidden.")
+            st.caption(f"{len(probs)} of {len(table)} items scored by {ui.md(against)}; unscored items are hidden.")
 filters = Filters(
     {"all": None, "yes": True, "no": False}[contro],
     margin,
@@ -189,7 +189,7 @@ with text_col:
         st.caption("Text")
         st.text(item["text"])
     # Only what this dataset has: custom data has no post types, and its "controversial" is a rule of ethdash's.
-    facts = [f"Post type: {item['post_type']}"] if item["post_type"] else []
+    facts = [f"Post type: {ui.md(item['post_type'])}"] if item["post_type"] else []
     controversial = "yes" if item["controversial"] else "no"
     rule = " (vote margin below 0.5)" if selection.kind == "custom" else ""
     st.caption(" · ".join([*facts, f"controversial: {controversial}{rule}"]))
@@ -272,7 +272,7 @@ with st.form(f"annotate-{version}"):
                 state["annotation_saved"] = ui.md(f"Saved for {annotator}: {change}.")
                 st.rerun()  # the form now starts from what was saved
             except EthdashError as exc:
-                st.error(str(exc))
+                st.error(ui.md(exc))
 if "annotation_saved" in state:
     st.success(state.pop("annotation_saved"))
 saved = annotations.history(store, selection.dataset, item["split"], item["item_id"])

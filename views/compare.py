@@ -19,7 +19,7 @@ systems = selection.systems
 options = tuple(selection.options)
 store = Store()
 
-st.header(f"Compare · {selection.dataset} · {selection.split or 'all splits'}")
+st.header(f"Compare · {ui.md(selection.dataset)} · {ui.md(selection.split or 'all splits')}")
 if not systems:
     st.info("No template fits this dataset and view: choose another view in the sidebar.")
     st.stop()
@@ -202,7 +202,7 @@ for label, overlap in ev.overlap.items():
 st.subheader("Metrics")
 notes = statistics.table_warnings(table)
 if notes:
-    st.warning("\n".join(f"- {note}" for note in notes), icon=":material/warning:")
+    st.warning("\n".join(f"- {ui.md(note)}" for note in notes), icon=":material/warning:")
 # Estimate, then its interval on a second line of the cell: every column fits a 1400 px window, the most
 # important metrics first.
 wide = metric_cells(table, [p.label for p in ev.predictions])

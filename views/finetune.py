@@ -80,9 +80,9 @@ with st.form("new_run"):
             )
             run = runs.start(config, store)
             st.session_state["ft_run"] = run.name  # the run list below opens the new run
-            st.success(f"Started run '{run.name}' in {run.folder}")
+            st.success(f"Started run '{ui.md(run.name)}' in {ui.md(run.folder)}")
         except EthdashError as exc:
-            st.error(str(exc))
+            st.error(ui.md(exc))
 
 all_runs = runs.all_runs()
 if not all_runs:
@@ -130,7 +130,7 @@ def live() -> None:
         )
         st.dataframe(table, hide_index=True, key="eval_table")
     if status.get("final"):
-        st.success(f"Finished: adapter '{run.name}' registered; choose it in the sidebar to compare.")
+        st.success(f"Finished: adapter '{ui.md(run.name)}' registered; choose it in the sidebar to compare.")
     settings_col, results_col = st.columns(2)
     settings_col.caption("Configuration")
     settings_col.table(tables.settings_table(config, status), hide_index=True, alt=f"The settings of run {run.name}")
@@ -149,10 +149,10 @@ if cancel_col.button("Cancel run", disabled=status.get("state") not in runs.ACTI
         runs.cancel(run)
         st.rerun()
     except EthdashError as exc:
-        st.error(str(exc))
+        st.error(ui.md(exc))
 if resume_col.button("Resume run", disabled=status.get("state") not in ("failed", "cancelled"), key="ft_resume"):
     try:
         runs.resume(run)
         st.rerun()
     except EthdashError as exc:
-        st.error(str(exc))
+        st.error(ui.md(exc))

@@ -30,13 +30,20 @@ PAGE_STATE = (
 )  # fmt: skip
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?::/|www\.|@)")  # the second character of each gets a joiner before it
+_MARKDOWN = re.compile(r"[\\`*_{}\[\]()<>#+\-.!|~:$&/@=\"'^]")
 
 
 def md(text: object) -> str:
     """Text from outside (ids, file names, tags, names) made literal inside a Markdown string: Streamlit's
-    captions and messages render Markdown (and its `:icon:` and `:color[...]` directives)."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
+    captions and messages render Markdown (and its `:icon:` and `:color[...]` directives). Every character
+    Markdown could read as syntax becomes a numeric character reference, which Markdown shows as that
+    character and never as syntax; unlike a backslash escape, it also stops a URL from being made a link
+    Streamlit's Markdown also turns URL-like text into links after that (GFM autolinks, found in the decoded
+    text), so an invisible word joiner goes where a URL, `www.` or an e-mail address would begin."""
+    joined = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + WORD_JOINER + m.group(0)[-1], str(text))
+    return _MARKDOWN.sub(lambda m: f"&#{ord(m.group(0))};", joined)
 
 
 def keep_page_state() -> None:
@@ -107,7 +114,7 @@ def ensure_scored(
             try:
                 prepared = service.prepare(store, system.job(dataset, split, chosen.backend, item_ids), chosen.server)
             except EthdashError as exc:
-                st.error(f"{system.label}: {exc}")
+                st.error(f"{md(system.label)}: {md(exc)}")
                 found[system] = None
                 continue
             if prepared.plan.todo:
@@ -125,7 +132,7 @@ def _score(store: Store, system: System, prepared: service.Prepared) -> pd.DataF
             service.run(store, prepared)
         return service.scores(store, prepared)
     except EthdashError as exc:
-        st.error(f"{system.label}: {exc}")
+        st.error(f"{md(system.label)}: {md(exc)}")
         return None
 
 
@@ -179,7 +186,7 @@ def _export(key: str, stem: str, write, what: str) -> None:
                     folder = export.export_folder(settings.exports_dir(), stem)
                     st.session_state[f"{key}_files"] = [str(p) for p in write(folder)]
             except EthdashError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
         files = st.session_state.get(f"{key}_files", [])
         if files:
             st.caption(f"Written to `{Path(files[0]).parent}`")
