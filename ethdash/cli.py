@@ -253,6 +253,10 @@ def score(
         err=True,
     )
     service.run(store, prepared, _score_progress())
+    for item_id, item_order, why in plan.too_long[:10]:
+        click.echo(f"not scored: item {item_id} (order {item_order}): {why}", err=True)
+    if plan.too_long:
+        click.echo(f"{len(plan.too_long)} prompts were too long for the model and were not scored", err=True)
     click.echo(
         f"done: {len(plan.keys)} scores of {job.model}{' + ' + adapter if adapter else ''} with "
         f"{plan.template.name} on {dataset}{'/' + split if split else ''}"
@@ -872,3 +876,7 @@ def _report(report: ImportReport) -> None:
     for (dataset, split), n in sorted(report.per_split.items()):
         click.echo(f"{dataset}/{split}: {n} items read")
     click.echo(f"{report.new} new, {report.changed} changed, {report.unchanged} unchanged")
+    for where in report.long_fields[:10]:
+        click.echo(f"warning: {where}: longer than any prompt a model can score", err=True)
+    if len(report.long_fields) > 10:
+        click.echo(f"warning: and {len(report.long_fields) - 10} more fields over 100,000 characters", err=True)

@@ -103,6 +103,12 @@ def vllm_runtime_dir() -> Path:
     return cache_dir() / "vllm-runtime"
 
 
+def max_prompt_tokens() -> int | None:
+    """ETHDASH_MAX_PROMPT_TOKENS: the longest prompt scored, in tokens (default: the model's context)."""
+    raw = os.environ.get("ETHDASH_MAX_PROMPT_TOKENS")
+    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else None
+
+
 def lock_timeout_s() -> float:
     """How long a command waits for another ethdash process to release the store."""
     return float(os.environ.get("ETHDASH_LOCK_TIMEOUT", "120"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -196,3 +198,41 @@ def test_a_killed_run_resumes_without_recomputing(store, shared_data):
     assert result.returncode == 0, result.stderr
     assert f"{kept} already stored, {120 - kept} to compute" in result.stderr
     assert count_scores(store) == 120
+
+
+def test_a_prompt_too_long_for_the_model_is_refused_with_its_item_and_length(store, tmp_path):
+    """Before: a 50 MB text imported silently, and scoring it tokenized for about a minute, then failed with
+    a traceback asking for 30 GB. Now: a warning on import; on scoring, the prompt is refused from its
+    characters (never tokenized) or its tokens, named with its item and length, and the other items score."""
+    import time
+
+    rows = [
+        {"uid": "short", "scenario": "Keeping a found wallet.", "y": 3, "n": 7},
+        {"uid": "wordy", "scenario": "I kept the wallet because " * 40, "y": 5, "n": 5},
+        {"uid": "huge", "scenario": "x" * 5_000_000, "y": 1, "n": 1},
+    ]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    flags = ["--dataset", "long", "--text-column", "scenario", "--id-column", "uid"]
+    flags += ["--option", "Y=y", "--option", "N=n"]
+    imported = run_cli("data", "import", str(path), *flags)
+    assert imported.returncode == 0 and "long.jsonl:3: text of 5,000,000 characters" in imported.stderr
+    assert run_cli("templates", "new", "--dataset", "long").returncode == 0
+
+    started = time.monotonic()
+    scored = run_cli("score", "--template", "long-votes", "--dataset", "long")
+    took = time.monotonic() - started
+    assert scored.returncode == 0, scored.stderr
+    assert "not scored: item huge (order -): the prompt is 5,000," in scored.stderr and "characters" in scored.stderr
+    with store.connect() as con:
+        stored = {r[0] for r in con.execute("SELECT item_id FROM scores").fetchall()}
+    assert stored == {"short", "wordy"}
+    print(f"scoring with one 5 MB prompt refused took {took:.1f} s")
+
+    env = {**os.environ, "ETHDASH_MAX_PROMPT_TOKENS": "100"}  # the wordy prompt has ~250 tokens
+    with store.connect() as con:
+        con.execute("DELETE FROM scores")
+    limited = run_cli("score", "--template", "long-votes", "--dataset", "long", env=env)
+    assert limited.returncode == 0, limited.stderr
+    refusal = r"not scored: item wordy \(order -\): the prompt is \d{3} tokens, more than the 100 allowed"
+    assert re.search(refusal, limited.stderr), limited.stderr

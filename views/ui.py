@@ -130,6 +130,8 @@ def _score(store: Store, system: System, prepared: service.Prepared) -> pd.DataF
     try:
         with st.spinner(f"Scoring with {system.label}…"):
             service.run(store, prepared)
+        for item_id, _, why in prepared.plan.too_long[:3]:
+            st.warning(f"{md(system.label)}: item {md(item_id)} is not scored: {md(why)}")
         return service.scores(store, prepared)
     except EthdashError as exc:
         st.error(f"{md(system.label)}: {md(exc)}")

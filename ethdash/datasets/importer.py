@@ -4,7 +4,7 @@ items in one transaction (new ones inserted, changed ones replaced, identical on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -38,6 +38,7 @@ class ImportReport:
     changed: int
     unchanged: int
     per_split: dict[tuple[str, str], int]  # (dataset, split) -> items read
+    long_fields: list[str] = field(default_factory=list)  # "source:line: field of N characters", for a warning
 
     @property
     def changed_anything(self) -> bool:
@@ -73,7 +74,21 @@ def write_items(store: Store, result: ReadResult) -> ImportReport:
                     "INSERT INTO imports VALUES (?, ?, ?, ?, ?)",
                     [source.name, source.sha256, len(fresh), len(changed), utc_now()],
                 )
-    return ImportReport(len(fresh), len(changed), len(result.items) - len(to_write), per_split)
+    unchanged = len(result.items) - len(to_write)
+    return ImportReport(len(fresh), len(changed), unchanged, per_split, long_fields(result.items))
+
+
+LONG_FIELD = 100_000  # characters: such a text makes a prompt no model can score
+
+
+def long_fields(items: list) -> list[str]:
+    """Where a title, text or action is longer than LONG_FIELD characters (imported, but worth a warning)."""
+    out = []
+    for item in items:
+        for name, value in (("title", item.title), ("text", item.text), *(("action", a) for a in item.actions)):
+            if value and len(value) > LONG_FIELD:
+                out.append(f"{item.source}:{item.line}: {name} of {len(value):,} characters")
+    return out
 
 
 def _ensure_dataset(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
 from ethdash.migrations import utc_now
 from ethdash.scoring.backends import Request, Result, Scorer
-from ethdash.scoring.prompting import Prompter
+from ethdash.scoring.prompting import Prompter, PromptTooLong
 from ethdash.store import Store
 
 CHUNK = 32  # requests scored and written per unit of work
@@ -72,6 +72,7 @@ class Plan:
     items: pd.DataFrame
     keys: list[dict]  # one per (item, order), with its score_key
     todo: list[dict]  # those not stored yet
+    too_long: list[tuple[str, str, str]] = field(default_factory=list)  # (item id, order, why): not scored
 
 
 @dataclass(frozen=True)
@@ -155,13 +156,17 @@ def run(
     started = time.perf_counter()
     done = 0
     for start in range(0, len(p.todo), chunk):
-        part = p.todo[start : start + chunk]
-        requests = [
-            Request(prompter.prompt_ids(p.template, rows[k["item_id"]], k["item_order"]), answer_ids, p.adapter)
-            for k in part
-        ]
-        results = scorer.score(requests)
-        _write(store, p, part, results)
+        part, requests = [], []
+        for k in p.todo[start : start + chunk]:
+            try:
+                ids = prompter.prompt_ids(p.template, rows[k["item_id"]], k["item_order"])
+            except PromptTooLong as exc:  # refused, never sent: the others are scored
+                p.too_long.append((k["item_id"], k["item_order"], str(exc)))
+                continue
+            part.append(k)
+            requests.append(Request(ids, answer_ids, p.adapter))
+        if requests:
+            _write(store, p, part, scorer.score(requests))
         done += len(part)
         if progress:
             progress(Progress(done, len(p.todo), len(p.keys) - len(p.todo), time.perf_counter() - started))

@@ -7,8 +7,19 @@ from __future__ import annotations
 
 import os
 
+from ethdash import settings
 from ethdash.models import ModelSpec, weights_location
 from ethdash.templates import NO_ORDER, Template, TemplateError
+
+# A token is rarely longer than a few characters: a prompt of more than this many characters per allowed
+# token is refused before the tokenizer sees it (tokenizing 50 MB takes about a minute).
+CHARS_PER_TOKEN_BOUND = 16
+
+
+class PromptTooLong(ValueError):
+    def __init__(self, what: str, length: int, limit: int, unit: str):
+        super().__init__(f"the prompt is {length:,} {unit}, more than the {limit:,} allowed ({what})")
+        self.length, self.unit = length, unit
 
 
 class Prompter:
@@ -20,6 +31,7 @@ class Prompter:
         self.tokenizer = AutoTokenizer.from_pretrained(weights_location(spec))
         if spec.chat_template:
             self.tokenizer.chat_template = spec.chat_template
+        self.max_tokens = settings.max_prompt_tokens() or _context_length(self.tokenizer)
 
     def answer_ids(self, template: Template) -> tuple[int, ...]:
         """One token id per answer; a clear error for an answer that is not a single token."""
@@ -42,4 +54,19 @@ class Prompter:
         return text + template.assistant_prefix
 
     def prompt_ids(self, template: Template, item: dict, order: str = NO_ORDER) -> tuple[int, ...]:
-        return tuple(self.tokenizer(self.prompt_text(template, item, order), add_special_tokens=False)["input_ids"])
+        """The prompt's token ids; PromptTooLong when it exceeds the model's context (or
+        ETHDASH_MAX_PROMPT_TOKENS), found from its characters first where it is far too long."""
+        chars = sum(len(m["content"]) for m in template.messages(item, order))
+        if chars > self.max_tokens * CHARS_PER_TOKEN_BOUND:
+            why = f"{self.max_tokens:,} tokens × {CHARS_PER_TOKEN_BOUND} characters for {self.spec.name}"
+            raise PromptTooLong(why, chars, self.max_tokens * CHARS_PER_TOKEN_BOUND, "characters")
+        ids = tuple(self.tokenizer(self.prompt_text(template, item, order), add_special_tokens=False)["input_ids"])
+        if len(ids) > self.max_tokens:
+            raise PromptTooLong(f"the context of {self.spec.name}", len(ids), self.max_tokens, "tokens")
+        return ids
+
+
+def _context_length(tokenizer) -> int:
+    """The tokenizer's declared maximum, unless it is the library's 'unlimited' placeholder."""
+    declared = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    return declared if 0 < declared < 10_000_000 else 8192
