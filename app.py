@@ -4,7 +4,7 @@ from contextlib import ExitStack
 
 import streamlit as st
 
-from ethdash import adapters, models, templates
+from ethdash import adapters, models, settings, templates
 from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_demo_if_empty
 from ethdash.errors import EthdashError
@@ -12,6 +12,8 @@ from ethdash.store import Store
 from views import ui
 
 st.set_page_config(page_title="ethdash", page_icon=":material/balance:", layout="wide")
+if not ui.signed_in():  # with ETHDASH_APP_PASSWORD set, nothing else runs before the password
+    st.stop()
 
 
 @st.cache_resource(show_spinner="Preparing the demo sample…")
@@ -96,11 +98,15 @@ with sidebar_unit:
     st.session_state["sidebar_adapters"] = [a for a in st.session_state.get("sidebar_adapters", []) if a in registered]
     chosen = st.sidebar.multiselect("Adapters (the base model is always shown)", registered, key="sidebar_adapters")
     _to_url("adapters", ",".join(chosen))
-server = st.sidebar.text_input(
-    "vLLM server URL",
-    key="sidebar_server",
-    placeholder="empty: the embedded backend",
-    help="Scores come from this server instead of the in-process model.",
+server = (
+    ""  # read-only: stored scores only, and no address this server would fetch
+    if settings.read_only()
+    else st.sidebar.text_input(
+        "vLLM server URL",
+        key="sidebar_server",
+        placeholder="empty: the embedded backend",
+        help="Scores come from this server instead of the in-process model.",
+    )
 )
 if split == "demo":
     st.sidebar.warning("Demo sample: invented items written by ethdash, not Scruples data.")

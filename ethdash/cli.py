@@ -798,8 +798,16 @@ def templates_show(name: str, split: str | None, item_id: str | None, order: str
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True)
-def app(host: str, port: int) -> None:
-    """Start the dashboard."""
+@click.option("--read-only", is_flag=True, help="Browse, read stored scores, annotate: no runs, jobs or scoring.")
+def app(host: str, port: int, read_only: bool) -> None:
+    """Start the dashboard (on 127.0.0.1; beyond it only with ETHDASH_APP_PASSWORD set)."""
+    exposed = host not in ("127.0.0.1", "localhost", "::1")
+    if exposed and not settings.app_password():
+        raise EthdashError(
+            f"listening on {host} lets anyone who reaches the port use the dashboard: set ETHDASH_APP_PASSWORD "
+            "(the password it will ask for), and consider --read-only (see the README, Running ethdash for a team)"
+        )
+    env = {**os.environ, **({"ETHDASH_READ_ONLY": "1"} if read_only else {})}
     command = [
         sys.executable,
         "-m",
@@ -812,9 +820,11 @@ def app(host: str, port: int) -> None:
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        # Viewers beyond this machine never see tracebacks (errors still go to the server's log).
+        *(["--client.showErrorDetails", "none"] if exposed else []),
     ]
     # Replace this process, so that signals (Ctrl-C, terminate) reach the server directly.
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, env)
 
 
 @main.command()

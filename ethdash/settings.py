@@ -103,6 +103,17 @@ def vllm_runtime_dir() -> Path:
     return cache_dir() / "vllm-runtime"
 
 
+def app_password() -> str | None:
+    """ETHDASH_APP_PASSWORD: the password the dashboard asks for (required to listen beyond 127.0.0.1)."""
+    return os.environ.get("ETHDASH_APP_PASSWORD") or None
+
+
+def read_only() -> bool:
+    """ETHDASH_READ_ONLY (set by `ethdash app --read-only`): browse, read stored scores and annotate; no runs,
+    no background jobs, no scoring on demand, no server URL."""
+    return os.environ.get("ETHDASH_READ_ONLY", "").lower() in ("1", "true", "yes")
+
+
 def max_prompt_tokens() -> int | None:
     """ETHDASH_MAX_PROMPT_TOKENS: the longest prompt scored, in tokens (default: the model's context)."""
     raw = os.environ.get("ETHDASH_MAX_PROMPT_TOKENS")

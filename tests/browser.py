@@ -63,15 +63,17 @@ class RunningApp:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def start_app(home: Path, log: Path, timeout_s: float = 90) -> RunningApp:
+def start_app(
+    home: Path, log: Path, timeout_s: float = 90, args: tuple[str, ...] = (), env: dict | None = None
+) -> RunningApp:
     port = free_port()
     handle = log.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ethdash", "app", "--port", str(port)],
+        [sys.executable, "-m", "ethdash", "app", "--port", str(port), *args],
         cwd=ROOT,
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "ETHDASH_HOME": str(home)},
+        env={**os.environ, "ETHDASH_HOME": str(home), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from ethdash import settings
 from ethdash.datasets import catalog
 from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
@@ -112,7 +113,8 @@ def _job_line(job: dict) -> None:
             text = f"**{system}** on {what}: running, {progress.done} of {progress.to_compute} scores{rate}{left}"
         bar, button = st.columns([6, 1], vertical_alignment="bottom")
         bar.progress(min(share, 1.0), text=text)
-        button.button("Cancel", key=f"c_cancel_{job['id']}", on_click=_cancel, args=(job["id"],))
+        if not settings.read_only():
+            button.button("Cancel", key=f"c_cancel_{job['id']}", on_click=_cancel, args=(job["id"],))
         return
     took = human_duration(max(job["ended_at"] - job["started_at"], 0.0))
     if job["state"] == background.FINISHED:
@@ -168,7 +170,10 @@ def coverage_section(items: pd.DataFrame, coverage: pd.DataFrame) -> None:
     ]
     # The label names the scope, so a click can only start what the person sees (and a test can wait for it).
     scope = f"{len(items)} items" if only_slice else f"the whole of {whole}"
-    if todo and st.button(f"Score the missing items in the background ({len(todo)} systems, {scope})", key="c_score"):
+    label = f"Score the missing items in the background ({len(todo)} systems, {scope})"
+    if todo and settings.read_only():
+        st.caption("Read-only: missing scores are computed from the command line (`ethdash score`).")
+    elif todo and st.button(label, key="c_score"):
         _start_jobs(todo, list(items["item_id"]) if only_slice else None)
         st.rerun()  # the whole page, so that this part redraws itself while the jobs run
     if message := st.session_state.pop("c_job_message", None):

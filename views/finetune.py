@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from ethdash import models, templates
+from ethdash import models, settings, templates
 from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
 from ethdash.evaluation import export
@@ -27,62 +27,68 @@ st.caption(
     "checkpoint and fit c and T*."
 )
 
-with st.form("new_run"):
-    st.subheader("New run")
-    name_col, model_col, loss_col = st.columns(3)
-    name = name_col.text_input("Name (the adapter's name)", placeholder="e.g. dilemmas-xent-r8", key="ft_name")
-    model = model_col.selectbox("Model", list(models.registry()), key="ft_model")
-    loss = loss_col.selectbox("Loss", list(LOSSES), key="ft_loss")
-    fitting = [t.name for t in templates.available().values() if t.dataset == selection.dataset]
-    data_col, split_col, eval_col, limit_col = st.columns(4)
-    template = data_col.selectbox("Template", fitting, key="ft_template")
-    splits = catalog.splits(store, selection.dataset)
-    train_split = split_col.selectbox("Training split", splits, key="ft_split")
-    eval_split = eval_col.selectbox(
-        "Evaluation split (never trained on)", ["none", *splits], key="ft_eval", help="Must differ from training."
-    )
-    limit = limit_col.number_input("Item limit (0: all)", min_value=0, value=0, step=50, key="ft_limit")
-    rank_col, alpha_col, lr_col, steps_col, batch_col = st.columns(5)
-    rank = rank_col.number_input("LoRA rank", 1, 256, defaults.rank, key="ft_rank")
-    alpha = alpha_col.number_input("LoRA alpha", 0.5, 1024.0, defaults.alpha, key="ft_alpha")
-    learning_rate = lr_col.number_input("Learning rate", 1e-6, 1.0, defaults.learning_rate, format="%.1e", key="ft_lr")
-    steps = steps_col.number_input("Steps", 1, 100_000, defaults.steps, key="ft_steps")
-    batch_size = batch_col.number_input("Batch size", 1, 256, defaults.batch_size, key="ft_batch")
-    seed_col, eval_every_col, _ = st.columns([1, 2, 2])
-    seed = seed_col.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="ft_seed")
-    eval_every = eval_every_col.number_input(
-        "Evaluate every (steps; 0: auto)",
-        0,
-        100_000,
-        0,
-        key="ft_eval_every",
-        help=f"Steps between held-out evaluations. 0: about {EVALUATIONS_PER_RUN} evaluations over the run.",
-    )
-    if st.form_submit_button("Start run"):
-        try:
-            config = RunConfig(
-                name=name.strip(),
-                model=model,
-                template=template,
-                dataset=selection.dataset,
-                split=train_split,
-                eval_split=None if eval_split == "none" else eval_split,
-                limit=int(limit) or None,
-                loss=loss,
-                rank=int(rank),
-                alpha=float(alpha),
-                learning_rate=float(learning_rate),
-                steps=int(steps),
-                batch_size=int(batch_size),
-                seed=int(seed),
-                eval_every=int(eval_every) or None,
-                checkpoint_every=max(1, min(defaults.checkpoint_every, int(steps))),
-            )
-            run = runs.start(config, store)
-            st.session_state["ft_run"] = run.name  # the run list below opens the new run
-            st.success(f"Started run '{ui.md(run.name)}' in {ui.md(run.folder)}")
-        except EthdashError as exc:
-            st.error(ui.md(exc))
+READ_ONLY = settings.read_only()  # a team's shared dashboard: runs are started from the command line
+if READ_ONLY:
+    st.info("This dashboard is read-only: runs are listed here, and started from the command line.")
+else:
+    with st.form("new_run"):
+        st.subheader("New run")
+        name_col, model_col, loss_col = st.columns(3)
+        name = name_col.text_input("Name (the adapter's name)", placeholder="e.g. dilemmas-xent-r8", key="ft_name")
+        model = model_col.selectbox("Model", list(models.registry()), key="ft_model")
+        loss = loss_col.selectbox("Loss", list(LOSSES), key="ft_loss")
+        fitting = [t.name for t in templates.available().values() if t.dataset == selection.dataset]
+        data_col, split_col, eval_col, limit_col = st.columns(4)
+        template = data_col.selectbox("Template", fitting, key="ft_template")
+        splits = catalog.splits(store, selection.dataset)
+        train_split = split_col.selectbox("Training split", splits, key="ft_split")
+        eval_split = eval_col.selectbox(
+            "Evaluation split (never trained on)", ["none", *splits], key="ft_eval", help="Must differ from training."
+        )
+        limit = limit_col.number_input("Item limit (0: all)", min_value=0, value=0, step=50, key="ft_limit")
+        rank_col, alpha_col, lr_col, steps_col, batch_col = st.columns(5)
+        rank = rank_col.number_input("LoRA rank", 1, 256, defaults.rank, key="ft_rank")
+        alpha = alpha_col.number_input("LoRA alpha", 0.5, 1024.0, defaults.alpha, key="ft_alpha")
+        learning_rate = lr_col.number_input(
+            "Learning rate", 1e-6, 1.0, defaults.learning_rate, format="%.1e", key="ft_lr"
+        )
+        steps = steps_col.number_input("Steps", 1, 100_000, defaults.steps, key="ft_steps")
+        batch_size = batch_col.number_input("Batch size", 1, 256, defaults.batch_size, key="ft_batch")
+        seed_col, eval_every_col, _ = st.columns([1, 2, 2])
+        seed = seed_col.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="ft_seed")
+        eval_every = eval_every_col.number_input(
+            "Evaluate every (steps; 0: auto)",
+            0,
+            100_000,
+            0,
+            key="ft_eval_every",
+            help=f"Steps between held-out evaluations. 0: about {EVALUATIONS_PER_RUN} evaluations over the run.",
+        )
+        if st.form_submit_button("Start run"):
+            try:
+                config = RunConfig(
+                    name=name.strip(),
+                    model=model,
+                    template=template,
+                    dataset=selection.dataset,
+                    split=train_split,
+                    eval_split=None if eval_split == "none" else eval_split,
+                    limit=int(limit) or None,
+                    loss=loss,
+                    rank=int(rank),
+                    alpha=float(alpha),
+                    learning_rate=float(learning_rate),
+                    steps=int(steps),
+                    batch_size=int(batch_size),
+                    seed=int(seed),
+                    eval_every=int(eval_every) or None,
+                    checkpoint_every=max(1, min(defaults.checkpoint_every, int(steps))),
+                )
+                run = runs.start(config, store)
+                st.session_state["ft_run"] = run.name  # the run list below opens the new run
+                st.success(f"Started run '{ui.md(run.name)}' in {ui.md(run.folder)}")
+            except EthdashError as exc:
+                st.error(ui.md(exc))
 
 all_runs = runs.all_runs()
 if not all_runs:
@@ -142,6 +148,8 @@ def live() -> None:
 
 
 live()
+if READ_ONLY:
+    st.stop()
 status = run.status()
 cancel_col, resume_col, _ = st.columns([1, 1, 4])
 if cancel_col.button("Cancel run", disabled=status.get("state") not in runs.ACTIVE, key="ft_cancel"):

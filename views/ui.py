@@ -5,6 +5,7 @@ Streamlit lives only in `app.py` and `views/`; everything here is a thin layer o
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +97,23 @@ def set_selection(chosen: Selection) -> None:
     st.session_state[_SELECTION] = chosen
 
 
+def signed_in() -> bool:
+    """True without a password (ETHDASH_APP_PASSWORD unset) or once this session gave it; else the sign-in
+    form is drawn and False returned."""
+    password = settings.app_password()
+    if password is None or st.session_state.get("signed_in"):
+        return True
+    st.title("ethdash")
+    with st.form("sign_in"):
+        given = st.text_input("Password", type="password")
+        if st.form_submit_button("Sign in"):
+            if hmac.compare_digest(given.encode(), password.encode()):
+                st.session_state["signed_in"] = True
+                st.rerun()
+            st.error("Wrong password.")
+    return False
+
+
 def selection() -> Selection:
     return st.session_state[_SELECTION]
 
@@ -117,7 +135,12 @@ def ensure_scored(
                 st.error(f"{md(system.label)}: {md(exc)}")
                 found[system] = None
                 continue
-            if prepared.plan.todo:
+            if prepared.plan.todo and settings.read_only():  # read-only: what is stored, nothing computed
+                stored = service.scores(store, prepared)
+                found[system] = stored if len(stored) else None
+                if not len(stored):
+                    st.caption(f"{md(system.label)}: no stored scores here (read-only: nothing is computed)")
+            elif prepared.plan.todo:
                 missing.append((system, prepared))
             else:
                 found[system] = service.scores(store, prepared)
