@@ -236,3 +236,19 @@ def test_a_prompt_too_long_for_the_model_is_refused_with_its_item_and_length(sto
     assert limited.returncode == 0, limited.stderr
     refusal = r"not scored: item wordy \(order -\): the prompt is \d{3} tokens, more than the 100 allowed"
     assert re.search(refusal, limited.stderr), limited.stderr
+
+
+def test_a_server_url_is_http_or_https_and_nothing_else(store):
+    """Before: the sidebar's server URL was fetched without checks: file:///etc/hostname was read."""
+    import_paths(store, [demo_dir()])
+    for url in ("file:///etc/hostname", "ftp://127.0.0.1/x", "javascript:alert(1)", "http://"):
+        result = run_cli(
+            "score", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--limit", "1",
+            "--backend", "vllm", "--server", url,
+        )  # fmt: skip
+        assert result.returncode == 1 and "is not a server address: give http://HOST:PORT" in result.stderr, url
+        assert socket_hostname() not in result.stderr
+
+
+def socket_hostname() -> str:
+    return Path("/etc/hostname").read_text().strip() or "\0"

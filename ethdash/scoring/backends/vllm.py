@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,7 +32,11 @@ class VllmClient:
     """HTTP with timeouts and retries; errors name the URL."""
 
     def __init__(self, url: str, timeout_s: float = 60.0, retries: int = 2):
-        self.url = url.rstrip("/")
+        scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+        if scheme not in ("http", "https") or not urllib.parse.urlsplit(url.strip()).hostname:
+            # urllib would read file:// and others: a server address is http(s)://host:port and nothing else
+            raise ServerError(f"'{url[:100]}' is not a server address: give http://HOST:PORT (or https://)")
+        self.url = url.strip().rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
 
@@ -83,9 +88,12 @@ def _message(body: str) -> str:
     try:
         parsed = json.loads(body)
         error = parsed.get("error", parsed)
-        return str(error.get("message", error) if isinstance(error, dict) else error)
+        text = str(error.get("message", error) if isinstance(error, dict) else error)
     except (ValueError, AttributeError):
-        return body
+        text = body
+    # A summary, not the body: an error page can be long, and its text is shown to whoever reads the message.
+    first = " ".join(text.split())
+    return first if len(first) <= 200 else first[:199] + "…"
 
 
 class VllmScorer:
