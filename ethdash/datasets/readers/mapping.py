@@ -245,17 +245,30 @@ def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
     item_id = str(obj[mapping.id]).strip() if mapping.id else f"line-{record.last_line}"
     if not item_id:
         record.problem("empty id", mapping.id)
-    split = mapping.split
-    if mapping.split_column:
-        split = str(obj[mapping.split_column]).strip()
-        if not names.valid(split):
-            record.problem(names.refusal("the split name", split), mapping.split_column)
+    split = _split(record, mapping)
     text = record.text(mapping.text)
     title = record.text(mapping.title, required=False) if mapping.title else None
     votes = _counts(record, mapping.votes, require_votes=True)
     second = _counts(record, mapping.second_votes, require_votes=False) if mapping.second_votes else None
     if not record.ok or votes is None:
         return None
+    second_votes = {CUSTOM_VIEW: second} if second else {}
+    return _custom_item(mapping, split, item_id, title, text, votes, source, record.line, second_votes=second_votes)
+
+
+def _split(record: Record, mapping: Mapping) -> str:
+    """The record's split: the mapping's, or its split column's (checked against the name rule)."""
+    if not mapping.split_column:
+        return mapping.split
+    split = str(record.obj[mapping.split_column]).strip()
+    if not names.valid(split):
+        record.problem(names.refusal("the split name", split), mapping.split_column)
+    return split
+
+
+def _custom_item(
+    mapping: Mapping, split: str, item_id: str, title, text, votes: tuple[int, ...], source: str, line: int, **extra
+) -> Item:
     return Item(
         dataset=mapping.dataset,
         split=split,
@@ -263,9 +276,9 @@ def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
         title=title,
         text=text,
         votes={CUSTOM_VIEW: votes},
-        second_votes={CUSTOM_VIEW: second} if second else {},
         source=source,
-        line=record.line,
+        line=line,
+        **extra,
     )
 
 
@@ -282,15 +295,13 @@ def judged_items(records: Iterator[Record], mapping: Mapping, source: str) -> li
         label = str(obj[mapping.label] if obj[mapping.label] is not None else "").strip()
         text = record.text(mapping.text)
         title = record.text(mapping.title, required=False) if mapping.title else None
-        split = str(obj[mapping.split_column]).strip() if mapping.split_column else mapping.split
+        split = _split(record, mapping)
         if not item_id:
             record.problem("empty id", mapping.id)
         if not annotator:
             record.problem("empty annotator id", mapping.annotator)
         if label not in mapping.options:
             record.problem(f"'{label[:40]}' is not an option ({', '.join(mapping.options)})", mapping.label)
-        if mapping.split_column and not names.valid(split):
-            record.problem(names.refusal("the split name", split), mapping.split_column)
         if not record.ok:
             continue
         if item_id not in first:
@@ -309,19 +320,8 @@ def judged_items(records: Iterator[Record], mapping: Mapping, source: str) -> li
     for item_id, (record, text, title, split) in first.items():
         chosen = [label for _, label, _ in labels.get(item_id, [])]
         votes = tuple(chosen.count(option) for option in mapping.options)
-        items.append(
-            Item(
-                dataset=mapping.dataset,
-                split=split,
-                item_id=item_id,
-                title=title,
-                text=text,
-                votes={CUSTOM_VIEW: votes},
-                labels=tuple(sorted(labels.get(item_id, []))),
-                source=source,
-                line=record.line,
-            )
-        )
+        kept = tuple(sorted(labels.get(item_id, [])))
+        items.append(_custom_item(mapping, split, item_id, title, text, votes, source, record.line, labels=kept))
     return items
 
 
