@@ -161,7 +161,7 @@ def test_exports_write_valid_files_with_their_manifest(scored):
     xent = metrics.soft_xent(counts, p)
     tex = (folder / "metrics.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and f"{xent:.3f}" in tex
-    assert "soft xent $\\downarrow$" in tex and "\\caption{" in tex  # the wide table, not the long rows
+    assert "soft\\\\xent $\\downarrow$" in tex and "\\caption{" in tex  # the wide table (headers on two lines)
     manifest = json.loads((folder / "metrics.manifest.json").read_text())
     assert manifest["adapters"] == {"tuned": adapters.get(scored, "tuned").content_hash}
     assert manifest["dataset"] == "dilemmas" and manifest["split"] == "dev" and manifest["items"] == N_SCORED
@@ -210,7 +210,7 @@ def test_evaluate_prints_and_writes_the_numbers_the_page_shows(scored, tmp_path)
     header = tex[tex.index("\\toprule") : tex.index("\\midrule")]
     compared = [m for m in measures.COMPARED if m.name in set(long["metric"])]
     assert header.count("&") == len(compared) and "\\caption{" in tex and "\\label{tab:" in tex
-    assert "position bias $\\to 0$" in header and "accuracy $\\uparrow$" in header
+    assert "position\\\\bias $\\to 0$" in header and "accuracy\\\\$\\uparrow$" in header  # on two lines
     paired = pd.read_csv(out / "paired.csv").set_index("metric")
     estimates = long.set_index(["system", "metric"])["estimate"]
     for metric in compared:
