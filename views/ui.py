@@ -40,9 +40,8 @@ def md(text: object) -> str:
     """Text from outside (ids, file names, tags, names) made literal inside a Markdown string: Streamlit's
     captions and messages render Markdown (and its `:icon:` and `:color[...]` directives). Every character
     Markdown could read as syntax becomes a numeric character reference, which Markdown shows as that
-    character and never as syntax; unlike a backslash escape, it also stops a URL from being made a link
-    Streamlit's Markdown also turns URL-like text into links after that (GFM autolinks, found in the decoded
-    text), so an invisible word joiner goes where a URL, `www.` or an e-mail address would begin."""
+    character and never as syntax. Streamlit's Markdown then turns URL-like text into links (GFM autolinks,
+    found in the decoded text), so an invisible word joiner goes inside `://`, `www.` and before `@`."""
     joined = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + WORD_JOINER + m.group(0)[-1], str(text))
     return _MARKDOWN.sub(lambda m: f"&#{ord(m.group(0))};", joined)
 
