@@ -242,7 +242,7 @@ with export_col:
         lambda: {**ui.manifest(ev.aligned.items, "metric table"), "warnings": notes},
         key="x_metrics",
         caption=f"Metrics on {n_items} items, estimate and 95% bootstrap interval ({calibration}).",
-        latex=lambda: paper.tables(ev).metrics_latex(f"Metrics ({calibration})"),
+        latex=lambda: paper.tables(ev, table=table).metrics_latex(f"Metrics ({calibration})"),
     )
     ui.export_table(
         refs,

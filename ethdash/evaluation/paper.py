@@ -86,11 +86,12 @@ def compare(
     return ev, options
 
 
-def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0) -> Tables:
-    """Every table of a comparison; raises if fewer than two items are scored by every system."""
+def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0, table: pd.DataFrame | None = None) -> Tables:
+    """Every table of a comparison (`table`: its metric table where already computed with these resamples
+    and seed, as the Compare page has it); raises if fewer than two items are scored by every system."""
     if len(ev.aligned.items) < 2:
         raise ValueError("fewer than two items are scored by every system")
-    table = ev.table(n_resamples, seed)
+    table = ev.table(n_resamples, seed) if table is None else table
     models = ev.model_predictions()
     best = statistics.best_systems(ev.counts, models, table, n_resamples, seed)
     paired = [
