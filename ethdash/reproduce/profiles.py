@@ -63,10 +63,10 @@ PROFILES = {
         "a few items and steps, to test the pipeline (not a result)",
         dilemma_train_limit=16,
         dilemma_eval_limit=8,
-        anecdote_train_limit=10,
-        anecdote_eval_limit=6,
+        anecdote_train_limit=5,
+        anecdote_eval_limit=3,
         dilemma_steps=2,
-        anecdote_steps=2,
+        anecdote_steps=1,  # Adam's first step is lr·sign(gradient): both losses may give one adapter
         batch_size=4,
         eval_every=2,
     ),
