@@ -185,13 +185,13 @@ def test_an_unknown_loss_in_a_config_file_is_refused(dilemmas, tmp_path):
 
 
 def test_two_data_parallel_processes_train_what_one_process_trains_with_accumulation(dilemmas):
-    """torchrun with 2 processes (gloo on CPU: the path a multi-GPU machine takes with NCCL), batch 4 each,
-    against one process with batch 4 and 2 accumulated micro-batches: the same data, the same averaged
+    """torchrun with 2 processes (gloo on CPU: the path a multi-GPU machine takes with NCCL), batch 2 each,
+    against one process with batch 2 and 2 accumulated micro-batches: the same data, the same averaged
     gradients, so the same adapter."""
     import torch
     from safetensors.torch import load_file
 
-    common = dict(limit=12, loss="soft-xent", steps=3, batch_size=4, learning_rate=1e-3, heldout_fraction=0.25)
+    common = dict(limit=8, loss="soft-xent", steps=2, batch_size=2, learning_rate=1e-3, heldout_fraction=0.25)
     single = runs.start(RunConfig(name="single", grad_accum=2, **common), dilemmas)
     assert wait_for(single)["state"] == "succeeded", single.log_tail()
     parallel = runs.start(RunConfig(name="parallel", processes=2, **common), dilemmas)
