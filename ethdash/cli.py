@@ -323,6 +323,7 @@ def _score_progress():
 )
 @click.option("--option", "option_name", default=None, help="The option the scatter draws (default: the first).")
 @click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
+@click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
 @click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples of items.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -343,6 +344,7 @@ def evaluate(
     calibration_split: str | None,
     option_name: str | None,
     backend: str,
+    server: str | None,
     resamples: int,
     seed: int,
     out: Path | None,
@@ -355,13 +357,15 @@ def evaluate(
 
     from ethdash.datasets.selection import Filters
     from ethdash.evaluation import export, paper
+    from ethdash.scoring.service import Via
 
     store = Store()
     model_name = model_name or DEFAULT_MODEL
     filters = Filters(controversial, tuple(margin), search, tuple(post_types), sample=sample)
     ev, options = paper.compare(
-        store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split, backend
-    )
+        store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split,
+        Via(backend, server),
+    )  # fmt: skip
     option = options.index(option_name) if option_name in options else 0
     if option_name is not None and option_name not in options:
         raise EthdashError(f"unknown option '{option_name}': the view's options are {', '.join(options)}")
@@ -463,7 +467,7 @@ def scores_export(
     written, stale = scoring.export(Store(), path, which)
     click.echo(f"{written} scores written to {path}")
     if stale:
-        click.echo(f"left out {stale} scores of items whose content has changed since they were scored", err=True)
+        click.echo(f"left out {stale} scores of prompts that have changed since they were scored", err=True)
 
 
 @main.group(name="adapters")

@@ -192,3 +192,13 @@ def _annotator_labels(con: duckdb.DuckDBPyConnection) -> None:
             source_line INTEGER,
             PRIMARY KEY (dataset, split, item_id, view, annotator)
         )""")
+
+
+@migration(5, "score key version 2")
+def _score_key_v2(con: duckdb.DuckDBPyConnection) -> None:
+    # The score key covers what the model is asked (a digest of the prompt's text and answer tokens) instead
+    # of the item's content (votes included) and the template's file, and the backend's identity (which
+    # server, serving which weights) instead of its name. Rows written before keep their keys (NULL here)
+    # and are given version-2 keys when a plan first asks for them (`scoring.jobs`).
+    con.execute("ALTER TABLE scores ADD COLUMN prompt_hash VARCHAR")
+    con.execute("ALTER TABLE scores ADD COLUMN backend_id VARCHAR")

@@ -110,17 +110,25 @@ def weights_location(spec: ModelSpec) -> str:
     return spec.location
 
 
-def weights_id(spec: ModelSpec) -> str:
-    """What identifies the weights in the score cache: a digest of the config and weight files.
+def weights_id(spec: ModelSpec, legacy: bool = False) -> str:
+    """What identifies the weights in the score cache: a digest of the config and weight files alone.
 
-    Digests of large folders are cached beside them, keyed by file sizes and modification times.
+    The embedded model's conversion record (which names the path of its source file) is left out, so that
+    the same weights get the same id wherever ethdash is installed. `legacy`: the id that stores written
+    before score key version 2 used (conversion record included), to find their scores. Digests of large
+    folders are cached beside them, keyed by file sizes and modification times.
     """
     location = Path(weights_location(spec))
     if not location.is_dir():  # a hub id: its name is all we know before download
         return f"hf:{spec.location}"
-    files = sorted(p for p in location.iterdir() if p.suffix in (".json", ".safetensors", ".bin") and p.is_file())
+    files = sorted(
+        p
+        for p in location.iterdir()
+        if p.suffix in (".json", ".safetensors", ".bin") and p.is_file() and (legacy or p.name != embedded.MARKER)
+    )
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    memo = settings.weights_ids_dir() / (hashlib.sha256(str(location).encode()).hexdigest()[:16] + ".json")
+    memo_key = str(location) if legacy else f"v2:{location}"  # the legacy id keeps its earlier memo
+    memo = settings.weights_ids_dir() / (hashlib.sha256(memo_key.encode()).hexdigest()[:16] + ".json")
     if memo.is_file():
         saved = json.loads(memo.read_text())
         if saved.get("stamp") == [list(s) for s in stamp]:

@@ -80,6 +80,17 @@ class Template:
         out = [{"role": "system", "content": self.system}] if self.system else []
         return out + [{"role": "user", "content": self.user.format_map(values)}]
 
+    def prompt_digest(self, item: dict[str, Any], options: tuple[str, ...], order: str = NO_ORDER) -> str:
+        """What the model is asked, as a digest for the score key: the messages' text, the assistant prefix,
+        and each answer token with the option it is counted for. The item's votes, and fields the template
+        does not use, are not part of it."""
+        asked = {
+            "messages": self.messages(item, order),
+            "assistant_prefix": self.assistant_prefix,
+            "answers": [[a.token, options[self.option_index(k, options, order)]] for k, a in enumerate(self.answers)],
+        }
+        return hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
     def option_index(self, k: int, options: tuple[str, ...], order: str = NO_ORDER) -> int:
         """The index, in vote order, of the option that answer k gives its probability to."""
         answer = self.answers[k]

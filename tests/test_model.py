@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -34,3 +37,29 @@ def test_preparing_again_reuses_the_converted_folder():
     stamp = os.stat(folder / "model.safetensors").st_mtime_ns
     assert embedded.prepare() == folder
     assert os.stat(folder / "model.safetensors").st_mtime_ns == stamp
+
+
+def test_the_weights_id_is_the_same_wherever_the_model_was_converted(tmp_path):
+    """A second conversion of the GGUF file, found through another path (as on another machine): the
+    conversion records differ (they name the source), the weights id does not (issue 15)."""
+    from ethdash import models
+
+    source = embedded.gguf_path().parent
+    packages = tmp_path / "elsewhere" / "site"
+    packages.mkdir(parents=True)
+    (packages / embedded.PACKAGE).symlink_to(source, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(packages), "ETHDASH_CACHE": str(tmp_path / "elsewhere" / "cache")}
+    code = (
+        "import json; from ethdash import embedded, models; folder = embedded.prepare(); spec = models.get("
+        "models.DEFAULT_MODEL); print(json.dumps([json.loads((folder / embedded.MARKER).read_text())['source'], "
+        "models.weights_id(spec), models.weights_id(spec, legacy=True)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    source_two, id_two, legacy_two = json.loads(done.stdout.strip().splitlines()[-1])
+
+    spec = models.get(models.DEFAULT_MODEL)
+    source_one = json.loads((embedded.prepare() / embedded.MARKER).read_text())["source"]
+    assert source_one != source_two and str(tmp_path) in source_two
+    assert models.weights_id(spec, legacy=True) != legacy_two  # what the earlier id did: one model, two ids
+    assert models.weights_id(spec) == id_two and id_two.startswith("sha256:")

@@ -252,3 +252,81 @@ def test_a_server_url_is_http_or_https_and_nothing_else(store):
 
 def socket_hostname() -> str:
     return Path("/etc/hostname").read_text().strip() or "\0"
+
+
+def demo_dilemmas() -> list[dict]:
+    path = demo_dir() / "demo.scruples-dilemmas.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_new_votes_keep_their_scores_and_a_new_prompt_is_scored_again(store, local_scorer, tmp_path):
+    """The score key covers what the model is asked, not the item's votes (issue 15)."""
+    import_paths(store, [demo_dir()])
+    prompter = Prompter(models.get(MODEL))
+    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", limit=3)
+    plan = scoring.plan(store, job)
+    assert scoring.run(store, plan, local_scorer, prompter) == 6
+    before = scoring.scores_frame(store, plan).set_index(["item_id", "item_order"])["probs"]
+    first, second = plan.items["item_id"].iloc[0], plan.items["item_id"].iloc[1]
+
+    records = {r["id"]: r for r in demo_dilemmas()}
+    records[first]["gold_annotations"] = [5, 0]  # votes: the model never sees them
+    records[second]["actions"][0]["description"] += " on purpose"  # the prompt's text
+    changed = tmp_path / "demo.scruples-dilemmas.jsonl"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in records.values()))
+    report = import_paths(store, [changed])
+    assert report.changed == 2
+
+    again = scoring.plan(store, job)
+    assert sorted((k["item_id"], k["item_order"]) for k in again.todo) == [(second, "ab"), (second, "ba")]
+    assert scoring.run(store, again, local_scorer, prompter) == 2
+    after = scoring.scores_frame(store, again).set_index(["item_id", "item_order"])["probs"]
+    for order in ("ab", "ba"):
+        assert list(after[(first, order)]) == list(before[(first, order)])  # kept, not recomputed
+        assert not np.allclose(after[(second, order)], before[(second, order)])
+
+    # The export leaves out the scores of the earlier prompt and joins the new votes.
+    written, stale = scoring.export(store, tmp_path / "scores.csv", scoring.jobs.ScoreFilter(dataset="dilemmas"))
+    assert (written, stale) == (6, 2)
+    frame = pd.read_csv(tmp_path / "scores.csv")
+    assert {tuple(json.loads(v)) for v in frame.loc[frame["item_id"] == first, "votes"]} == {(5.0, 0.0)}
+
+
+def earlier_weights_id(folder: Path) -> str:
+    """The weights id as stores before key version 2 recorded it: every .json, .safetensors and .bin file
+    of the folder, the conversion record included."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".json", ".safetensors", ".bin") and p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def test_scores_stored_under_the_earlier_key_are_kept(store, local_scorer):
+    """A store written before key version 2: its local scores are found (and re-keyed), not recomputed."""
+    import hashlib
+
+    import_paths(store, [demo_dir()])
+    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", limit=3)
+    plan = scoring.plan(store, job)
+    scoring.run(store, plan, local_scorer, Prompter(models.get(MODEL)))
+    before = scoring.scores_frame(store, plan).set_index("score_key")["probs"]
+    weights = earlier_weights_id(Path(models.weights_location(models.get(MODEL))))
+    fields = "dataset, split, item_id, item_hash, item_order, model, adapter, adapter_hash, template, template_hash"
+    with store.transaction() as con:
+        rows = con.execute(f"SELECT score_key, {fields}, dtype FROM scores").fetchall()
+        for key, *values, dtype in rows:
+            old = dict(zip(fields.split(", "), values), model_weights=weights, backend="local", dtype=dtype)
+            old_key = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+            con.execute(
+                "UPDATE scores SET score_key = ?, model_weights = ?, prompt_hash = NULL, backend_id = NULL "
+                "WHERE score_key = ?",
+                [old_key, weights, key],
+            )
+    again = scoring.plan(store, job)
+    assert again.todo == []
+    after = scoring.scores_frame(store, again).set_index("score_key")
+    assert sorted(after.index) == sorted(before.index) and after["prompt_hash"].notna().all()
+    assert all(list(after.loc[k, "probs"]) == list(before[k]) for k in before.index)

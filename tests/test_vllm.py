@@ -5,6 +5,7 @@ Slow: builds the environment once (then reuses it from ETHDASH_CACHE) and starts
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -12,12 +13,14 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ethdash import adapters, models, scoring
 from ethdash.datasets.importer import import_paths
+from ethdash.errors import EthdashError
 from ethdash.scoring.backends import Request, vllm_server
 from ethdash.scoring.backends.local import LocalScorer
 from ethdash.scoring.backends.vllm import ServerError, VllmClient, VllmScorer
@@ -118,6 +121,25 @@ def test_cli_scores_through_the_recorded_server_like_the_local_backend(world):
     assert len(by_key) == 10
     for pair in by_key.values():
         np.testing.assert_allclose(pair["vllm"], pair["local"], atol=1e-3)
+    with world["store"].connect() as con:
+        identities = {r[0]: r[1] for r in con.execute("SELECT DISTINCT backend, backend_id FROM scores").fetchall()}
+    assert identities == {"local": "local", "vllm": f"vllm:{MODEL}:weights"}  # the server loaded the model's own folder
+
+
+def test_a_server_serving_other_weights_is_another_backend_in_the_score_key(world, tmp_path):
+    """Issue 16: the server's identity (the folder it loaded) is part of the score key, so scores from a
+    server serving other weights under the model's name are never taken as the model's."""
+    spec = models.get(MODEL)
+    client = VllmClient(world["info"].url)
+    assert client.identity(spec.name, spec) == f"vllm:{MODEL}:weights"
+    elsewhere = dataclasses.replace(spec, source="path", location=str(tmp_path))  # not what the server loaded
+    other = client.identity(spec.name, elsewhere)
+    assert (
+        other.startswith(f"vllm:{MODEL}:root=")
+        and Path(other.removeprefix(f"vllm:{MODEL}:root=")).resolve() == Path(models.weights_location(spec)).resolve()
+    )
+    with pytest.raises(EthdashError, match="does not serve 'nothing-here'"):
+        client.identity("nothing-here", spec)
 
 
 def test_a_server_that_is_not_running_or_does_not_answer(world):

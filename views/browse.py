@@ -55,7 +55,7 @@ if systems:
             min_disagreement = st.slider(
                 "…greater than (total variation)", 0.0, 1.0, 0.3, step=0.05, key="f_min_disagreement"
             )
-            _, probs = probabilities(store, by_label[against], selection.dataset, selection.split, selection.backend)
+            _, probs = probabilities(store, by_label[against], selection.dataset, selection.split, selection.via)
             table = with_disagreement(table, probs)
             st.caption(f"{len(probs)} of {len(table)} items scored by {ui.md(against)}; unscored items are hidden.")
 filters = Filters(

@@ -69,7 +69,7 @@ def evaluation_tables(
     new scores recompute it."""
     ev = evaluate(
         Store(), list(systems), chosen.dataset, chosen.split, chosen.view, chosen.options, filters,
-        calibration_split, chosen.backend,
+        calibration_split, chosen.via,
     )  # fmt: skip
     if len(ev.aligned.items) < 2:
         return ev, None, None
@@ -79,7 +79,7 @@ def evaluation_tables(
 def selected_now() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the items of the slice, coverage per system), read from the store now."""
     table, _, coverage = load(
-        Store(), systems, selection.dataset, selection.split, selection.view, options, filters, selection.backend
+        Store(), systems, selection.dataset, selection.split, selection.view, options, filters, selection.via
     )
     return table, coverage
 

@@ -82,6 +82,10 @@ class Selection:
         return "vllm" if self.server else "local"
 
     @property
+    def via(self) -> service.Via:
+        return service.Via(self.backend, self.server)
+
+    @property
     def systems(self) -> list[System]:
         """Base model and the chosen adapters, through the chosen template (none without a template)."""
         if not self.template:

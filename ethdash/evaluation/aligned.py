@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ethdash import adapters, orders, scoring
+from ethdash import adapters, orders
 from ethdash.datasets import catalog
-from ethdash.scoring import System
+from ethdash.scoring import System, service
 from ethdash.store import Store
 
 
@@ -46,11 +46,12 @@ def per_item(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def probabilities(
-    store: Store, system: System, dataset: str, split: str | None, backend: str = "local"
+    store: Store, system: System, dataset: str, split: str | None, via: service.Via = service.LOCAL
 ) -> tuple[int, pd.DataFrame]:
-    """(items in the selection, per-item probabilities of those already scored)."""
-    plan, scores = scoring.stored(store, system.job(dataset, split, backend))
-    return len(plan.items), per_item(scores)
+    """(items in the selection, per-item probabilities of those already scored by this backend)."""
+    with store.connect():
+        prepared = service.prepare(store, system.job(dataset, split, via.backend), via.server)
+        return len(prepared.plan.items), per_item(service.scores(store, prepared))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pandas as pd
 from ethdash.datasets import catalog, selection
 from ethdash.evaluation import statistics
 from ethdash.evaluation.aligned import Aligned, align, probabilities, training_overlap
-from ethdash.scoring import System
+from ethdash.scoring import System, service
 from ethdash.store import Store
 
 CROSS_FIT = None  # calibration: cross-fitted on the compared items
@@ -57,7 +57,7 @@ def evaluate(
     options: tuple[str, ...],
     filters: selection.Filters | None = None,
     calibration_split: str | None = CROSS_FIT,
-    backend: str = "local",
+    via: service.Via = service.LOCAL,
     fits: dict[str, tuple[float, float]] | None = None,
     keep: set[tuple[str, str]] | None = None,
     fits_source: str = "given",
@@ -65,14 +65,14 @@ def evaluate(
     """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
     calibration_split, which wins over cross-fitting."""
     with store.connect():  # one unit of work for every read
-        table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, backend, keep)
+        table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, via, keep)
         aligned = align(table, per_system)
         overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
         cal_fits = dict(fits or {})
         if calibration_split is not None:
             for system in systems:
                 if system.label not in cal_fits:
-                    fit = fit_on(store, system, dataset, calibration_split, view, options, backend)
+                    fit = fit_on(store, system, dataset, calibration_split, view, options, via)
                     if fit is not None:
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
@@ -102,7 +102,7 @@ def load(
     view: str,
     options: tuple[str, ...],
     filters: selection.Filters | None = None,
-    backend: str = "local",
+    via: service.Via = service.LOCAL,
     keep: set[tuple[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
     """(the selected items, each system's per-item probabilities on them, coverage per system: scored and
@@ -119,7 +119,7 @@ def load(
         keys = set(zip(table["split"], table["item_id"])) if not table.empty else set()
         per_system, coverage = {}, []
         for system in systems:
-            _, probs = probabilities(store, system, dataset, split, backend)
+            _, probs = probabilities(store, system, dataset, split, via)
             split_scored = len(probs)
             inside = np.array([k in keys for k in zip(probs["split"], probs["item_id"])], dtype=bool)
             probs = probs.loc[inside] if len(probs) else probs
@@ -151,12 +151,12 @@ def fit_on(
     split: str,
     view: str,
     options: tuple[str, ...],
-    backend: str = "local",
+    via: service.Via = service.LOCAL,
     keep: set[tuple[str, str]] | None = None,
 ) -> tuple[float, float] | None:
     """(c, T*) fitted on another split's scored items (or only `keep` of them); None when there are
     fewer than two."""
-    table, probs, _ = load(store, [system], dataset, split, view, options, None, backend, keep)
+    table, probs, _ = load(store, [system], dataset, split, view, options, None, via, keep)
     aligned = align(table, probs)
     if len(aligned.items) < 2:
         return None

@@ -18,7 +18,7 @@ from ethdash.evaluation import export, latex, measures, statistics
 from ethdash.evaluation.assemble import CROSS_FIT, Evaluation, evaluate
 from ethdash.evaluation.figures import reliability_chart, scatter_chart
 from ethdash.evaluation.frames import human_vs_model, metric_cells
-from ethdash.scoring import System
+from ethdash.scoring import System, service
 from ethdash.store import Store
 
 TABLE_COLUMNS = ["system", "metric", "estimate", "low", "high", "items", "c", "T", "calibration", "warning"]
@@ -60,7 +60,7 @@ def compare(
     split: str | None,
     filters: Filters | None = None,
     calibration_split: str | None = CROSS_FIT,
-    backend: str = "local",
+    via: service.Via = service.LOCAL,
 ) -> tuple[Evaluation, tuple[str, ...]]:
     """The comparison Compare shows for this choice (the base model and its adapters through one template),
     and the view's options; unknown names are clear errors."""
@@ -82,7 +82,7 @@ def compare(
     for name in adapter_names:
         adapters.get(store, name)
     systems = [System(model, name, tpl.name) for name in (None, *adapter_names)]
-    ev = evaluate(store, systems, dataset, split, tpl.view, options, filters, calibration_split, backend)
+    ev = evaluate(store, systems, dataset, split, tpl.view, options, filters, calibration_split, via)
     return ev, options
 
 

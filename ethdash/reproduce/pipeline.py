@@ -25,7 +25,7 @@ from ethdash.finetune import runs
 from ethdash.finetune.config import RunConfig
 from ethdash.finetune.data import evaluation_part, heldout_split, select_items
 from ethdash.reproduce.profiles import HELDOUT_FRACTION, SPLIT_SEED, Experiment, Profile, experiments
-from ethdash.scoring import System
+from ethdash.scoring import System, service
 from ethdash.store import Store
 
 Say = Callable[[str], None]
@@ -41,6 +41,10 @@ class Options:
     seeds: tuple[int, ...] = (0,)
     qlora: bool = False
     n_resamples: int = 1000
+
+    @property
+    def via(self) -> service.Via:
+        return service.Via(self.backend, self.server)
 
 
 @dataclass
@@ -153,8 +157,6 @@ class Scorers:
         self.store, self.opts = store, opts
 
     def score(self, system: System, dataset: str, split: str, wanted: Keys, say: Say) -> None:
-        from ethdash.scoring import service
-
         ids = tuple(sorted(i for s, i in wanted if s == split))
         job = system.job(dataset, split, self.opts.backend, ids)
         prepared = service.prepare(self.store, job, self.opts.server)
@@ -229,7 +231,7 @@ def run_experiment(store: Store, opts: Options, exp: Experiment, scorers: Scorer
     for system in systems:
         split, part = held[system.label]
         if part:
-            fit = fit_on(store, system, exp.dataset, split, exp.view, options, opts.backend, part)
+            fit = fit_on(store, system, exp.dataset, split, exp.view, options, opts.via, part)
             if fit is not None:
                 fits[system.label] = fit
     ev = evaluate(
@@ -239,7 +241,7 @@ def run_experiment(store: Store, opts: Options, exp: Experiment, scorers: Scorer
         exp.eval_split,
         exp.view,
         options,
-        backend=opts.backend,
+        via=opts.via,
         fits=fits,
         keep=wanted,
         fits_source="held-out part of the training data",

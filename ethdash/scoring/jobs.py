@@ -83,13 +83,25 @@ class Progress:
     elapsed_s: float
 
 
-def plan(store: Store, job: Job, dtype: str | None = None) -> Plan:
-    """Resolve names (clear errors for unknown ones) and find what is not stored yet."""
+KEY_VERSION = 2
+
+
+def plan(store: Store, job: Job, dtype: str | None = None, backend_id: str | None = None) -> Plan:
+    """Resolve names (clear errors for unknown ones) and find what is not stored yet.
+
+    `dtype` and `backend_id` are those of the backend that computes (see `service.prepare`); by default the
+    model's dtype and the backend's name."""
     with store.connect():  # one unit of work for every query below
-        return _plan(store, job, dtype)
+        return _plan(store, job, dtype, backend_id)
 
 
-def _plan(store: Store, job: Job, dtype: str | None) -> Plan:
+def score_key(key: dict) -> str:
+    """The digest of a score's key fields: the item and its order, the names asked for, and what the model
+    is asked (`prompt`) and what computed the answer (weights, adapter file, dtype, backend identity)."""
+    return hashlib.sha256(json.dumps({"key_version": KEY_VERSION, **key}, sort_keys=True).encode()).hexdigest()
+
+
+def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> Plan:
     spec = models.get(job.model)
     template = templates.get(job.template)
     known = {d.name: d for d in catalog.datasets(store)}
@@ -104,33 +116,98 @@ def _plan(store: Store, job: Job, dtype: str | None) -> Plan:
     items = catalog.items_frame(store, job.dataset, job.split, template.view, limit=job.limit, item_ids=job.item_ids)
     if job.split is not None and items.empty:
         raise EthdashError(f"no items in {job.dataset}/{job.split} (view {template.view})")
+    options = known[job.dataset].view(template.view).options
     fixed = {
         "model": spec.name,
         "model_weights": models.weights_id(spec),
         "adapter": adapter.name if adapter else None,
         "adapter_hash": adapter.content_hash if adapter else None,
         "template": template.name,
-        "template_hash": template.content_hash,
-        "backend": job.backend,
+        "backend_id": backend_id or job.backend,
         "dtype": dtype or spec.dtype,
     }
     keys = []
     for row in items.itertuples():
+        item = row._asdict()
         for order in template.orders(job.order):
             key = {
                 "dataset": row.dataset,
                 "split": row.split,
                 "item_id": row.item_id,
-                "item_hash": row.content_hash,
                 "item_order": order,
+                "prompt_hash": template.prompt_digest(item, options, order),
                 **fixed,
             }
-            key["score_key"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+            key["score_key"] = score_key(key)
+            # Recorded with the score, outside the key: the votes and template file it was computed with.
+            key.update(item_hash=row.content_hash, template_hash=template.content_hash, backend=job.backend)
             keys.append(key)
     stored = _stored_keys(store, [k["score_key"] for k in keys])
     todo = [k for k in keys if k["score_key"] not in stored]
-    options = known[job.dataset].view(template.view).options
+    if todo and job.backend == "local":
+        todo = _adopt_legacy_scores(store, spec, todo)
     return Plan(job, spec, template, adapter, options, items, keys, todo)
+
+
+def legacy_score_key(key: dict, legacy_weights: str) -> str:
+    """The key the same score had before key version 2 (local backend only: the server a vLLM score came
+    from was not recorded, so those are computed again)."""
+    fields = ("dataset", "split", "item_id", "item_hash", "item_order", "model", "adapter", "adapter_hash")
+    old = {f: key[f] for f in fields}
+    old.update(
+        model_weights=legacy_weights,
+        template=key["template"],
+        template_hash=key["template_hash"],
+        backend="local",
+        dtype=key["dtype"],
+    )
+    return hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()
+
+
+def _adopt_legacy_scores(store: Store, spec: models.ModelSpec, todo: list[dict]) -> list[dict]:
+    """Give version-2 keys to scores stored under the earlier key whose item and template are unchanged
+    since (so the prompt is the same); returns what is still to compute."""
+    with store.connect() as con:
+        if not con.execute("SELECT 1 FROM scores WHERE prompt_hash IS NULL LIMIT 1").fetchall():
+            return todo
+    legacy_weights = models.weights_id(spec, legacy=True)
+    old_keys = {legacy_score_key(k, legacy_weights): k for k in todo}
+    found = _stored_keys(store, list(old_keys))
+    if not found:
+        return todo
+    moved = pd.DataFrame(
+        [
+            {
+                "old_key": old,
+                "score_key": old_keys[old]["score_key"],
+                "prompt_hash": old_keys[old]["prompt_hash"],
+                "backend_id": old_keys[old]["backend_id"],
+                "model_weights": old_keys[old]["model_weights"],
+            }
+            for old in found
+        ]
+    )
+    with store.transaction() as con:
+        con.register("moved", moved)
+        con.execute(
+            """CREATE TEMP TABLE adopted AS
+               SELECT m.score_key AS new_key, m.prompt_hash AS new_prompt_hash, m.backend_id AS new_backend_id,
+                      m.model_weights AS new_weights, s.*
+               FROM scores s JOIN moved m ON s.score_key = m.old_key"""
+        )
+        con.execute("DELETE FROM scores WHERE score_key IN (SELECT old_key FROM moved)")
+        con.execute(
+            """INSERT INTO scores BY NAME
+               SELECT * EXCLUDE (score_key, prompt_hash, backend_id, model_weights, new_key, new_prompt_hash,
+                                 new_backend_id, new_weights),
+                      new_key AS score_key, new_prompt_hash AS prompt_hash, new_backend_id AS backend_id,
+                      new_weights AS model_weights
+               FROM adopted"""
+        )
+        con.execute("DROP TABLE adopted")
+        con.unregister("moved")
+    adopted = {old_keys[old]["score_key"] for old in found}
+    return [k for k in todo if k["score_key"] not in adopted]
 
 
 def _stored_keys(store: Store, keys: list[str]) -> set[str]:
@@ -199,7 +276,8 @@ def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> No
     frame = pd.DataFrame(records)
     columns = (
         "score_key, dataset, split, item_id, item_hash, model, model_weights, adapter, adapter_hash, template, "
-        "template_hash, item_order, backend, dtype, probs, answer_logprobs, outside_mass, seconds, created_at"
+        "template_hash, item_order, backend, dtype, probs, answer_logprobs, outside_mass, seconds, created_at, "
+        "prompt_hash, backend_id"
     )
     with store.transaction() as con:
         con.register("new_scores", frame)
@@ -239,7 +317,7 @@ class ScoreFilter:
 
 def export(store: Store, path, which: ScoreFilter = ScoreFilter()) -> tuple[int, int]:
     """Write the stored scores that `which` selects to CSV or Parquet (by the file's extension), each with the
-    human votes and shares of its item in its template's view joined to it. Scores of items whose content
+    human votes and shares of its item in its template's view joined to it. Scores of a prompt that
     has changed since they were computed are left out. Returns (scores written, stale scores left out)."""
     fmt = EXPORT_FORMATS.get(Path(str(path)).suffix.lower())
     if fmt is None:
@@ -261,7 +339,7 @@ def export(store: Store, path, which: ScoreFilter = ScoreFilter()) -> tuple[int,
             params,
         ).df()
         votes = con.execute("SELECT dataset, split, item_id, view, sample, counts FROM votes").df()
-    current = frame["item_hash"] == frame["content_hash"]
+    current = _asked_as_now(store, frame)
     stale = int((~current).sum())
     frame = frame[current].drop(columns="content_hash").reset_index(drop=True)
     frame = _with_votes(frame, votes)
@@ -272,6 +350,29 @@ def export(store: Store, path, which: ScoreFilter = ScoreFilter()) -> tuple[int,
     else:
         frame.to_parquet(path, index=False)
     return len(frame), stale
+
+
+def _asked_as_now(store: Store, frame: pd.DataFrame) -> pd.Series:
+    """Whether each stored score answers the prompt its item and template give today. Scores stored before
+    key version 2 (no prompt digest), or whose template file is gone, fall back to: the item is unchanged."""
+    unchanged = frame["item_hash"] == frame["content_hash"]
+    current = unchanged.copy()
+    for (dataset, split, name), group in frame[frame["prompt_hash"].notna()].groupby(["dataset", "split", "template"]):
+        try:
+            template = templates.get(name)
+            known = {d.name: d for d in catalog.datasets(store)}
+            options = known[dataset].view(template.view).options
+        except (EthdashError, KeyError):
+            continue
+        items = {
+            row.item_id: row._asdict() for row in catalog.items_frame(store, dataset, split, template.view).itertuples()
+        }
+        for index, item_id, order, digest in zip(
+            group.index, group["item_id"], group["item_order"], group["prompt_hash"]
+        ):
+            item = items.get(item_id)
+            current[index] = item is not None and template.prompt_digest(item, options, order) == digest
+    return current
 
 
 def _with_votes(frame: pd.DataFrame, votes: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,19 @@ from ethdash.store import Store
 
 
 @dataclass(frozen=True)
+class Via:
+    """Which backend computes, or computed, a job's scores: its name and, for a server, its address (None:
+    the one `ethdash serve` recorded for the model). Stored scores are found through it, since the score key
+    holds the backend's identity."""
+
+    backend: str = "local"
+    server: str | None = None
+
+
+LOCAL = Via()
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A job's plan (what is stored, what is missing) and the backend that computes the rest."""
 
@@ -26,9 +39,10 @@ class Prepared:
 
 
 def prepare(store: Store, job: jobs.Job, server: str | None = None) -> Prepared:
-    """Resolve the job's names and backend and find what is missing; loads no model."""
+    """Resolve the job's names and backend and find what is missing; loads no model (a server is asked
+    what it serves)."""
     connection = backends.get(job.backend).connect(models.get(job.model), server)
-    return Prepared(jobs.plan(store, job, connection.dtype), connection)
+    return Prepared(jobs.plan(store, job, connection.dtype, connection.identity()), connection)
 
 
 def run(store: Store, prepared: Prepared, progress: Callable[[jobs.Progress], None] | None = None) -> int:

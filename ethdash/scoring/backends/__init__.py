@@ -49,11 +49,14 @@ class Scorer(Protocol):
 @dataclass(frozen=True)
 class Connection:
     """A backend ready for one model: the dtype its scores are stored under, and the scorer, built only
-    when there is work. `lock` is held while it scores (the embedded model switches adapters in place)."""
+    when there is work. `lock` is held while it scores (the embedded model switches adapters in place).
+    `identity()` says what computes the scores beyond the weights id (which server, serving what): it is
+    part of the score key, so that scores from one server are never taken as another's."""
 
     dtype: str
     scorer: Callable[[], Scorer]
     lock: AbstractContextManager = field(default_factory=contextlib.nullcontext)
+    identity: Callable[[], str] = lambda: "local"
 
 
 @dataclass(frozen=True)

