@@ -84,12 +84,14 @@ class Template:
         """What the model is asked, as a digest for the score key: the messages' text, the assistant prefix,
         and each answer token with the option it is counted for. The item's votes, and fields the template
         does not use, are not part of it."""
-        asked = {
-            "messages": self.messages(item, order),
-            "assistant_prefix": self.assistant_prefix,
-            "answers": [[a.token, options[self.option_index(k, options, order)]] for k, a in enumerate(self.answers)],
-        }
-        return hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        parts = [part for m in self.messages(item, order) for part in (m["role"], m["content"])]
+        parts += ["assistant_prefix", self.assistant_prefix]
+        parts += [
+            part
+            for k, a in enumerate(self.answers)
+            for part in (a.token, options[self.option_index(k, options, order)])
+        ]
+        return digest_of(parts)
 
     def option_index(self, k: int, options: tuple[str, ...], order: str = NO_ORDER) -> int:
         """The index, in vote order, of the option that answer k gives its probability to."""
@@ -113,6 +115,11 @@ class Template:
         """The human votes re-expressed per answer (template order): the training target of a prompt."""
         n = np.asarray(counts, dtype=float)
         return np.stack([n[..., self.option_index(k, options, order)] for k in range(len(self.answers))], axis=-1)
+
+
+def digest_of(parts: list) -> str:
+    """A digest of a sequence of strings (or None), as a JSON list: no two sequences give one text."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
 def parse(raw: dict[str, Any], source: str) -> Template:

@@ -98,7 +98,8 @@ def plan(store: Store, job: Job, dtype: str | None = None, backend_id: str | Non
 def score_key(key: dict) -> str:
     """The digest of a score's key fields: the item and its order, the names asked for, and what the model
     is asked (`prompt`) and what computed the answer (weights, adapter file, dtype, backend identity)."""
-    return hashlib.sha256(json.dumps({"key_version": KEY_VERSION, **key}, sort_keys=True).encode()).hexdigest()
+    fields = sorted({"key_version": KEY_VERSION, **key}.items())
+    return templates.digest_of([part for field in fields for part in field])
 
 
 def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> Plan:
@@ -135,7 +136,7 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> 
                 "split": row.split,
                 "item_id": row.item_id,
                 "item_order": order,
-                "prompt_hash": template.prompt_digest(item, options, order),
+                "prompt_hash": _prompt_digest(template, item, options, order),
                 **fixed,
             }
             key["score_key"] = score_key(key)
@@ -147,6 +148,22 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> 
     if todo and job.backend == "local":
         todo = _adopt_legacy_scores(store, spec, todo)
     return Plan(job, spec, template, adapter, options, items, keys, todo)
+
+
+_DIGESTS: dict[tuple, str] = {}
+_DIGESTS_KEPT = 200_000  # about 40 MB
+
+
+def _prompt_digest(template: templates.Template, item: dict, options: tuple[str, ...], order: str) -> str:
+    """`Template.prompt_digest`, remembered per (template file, item content, order): pages plan the same
+    items for every system on every rerun."""
+    memo = (template.content_hash, item["content_hash"], options, order)
+    digest = _DIGESTS.get(memo)
+    if digest is None:
+        if len(_DIGESTS) >= _DIGESTS_KEPT:
+            _DIGESTS.clear()
+        digest = _DIGESTS[memo] = template.prompt_digest(item, options, order)
+    return digest
 
 
 def legacy_score_key(key: dict, legacy_weights: str) -> str:
@@ -168,7 +185,11 @@ def _adopt_legacy_scores(store: Store, spec: models.ModelSpec, todo: list[dict])
     """Give version-2 keys to scores stored under the earlier key whose item and template are unchanged
     since (so the prompt is the same); returns what is still to compute."""
     with store.connect() as con:
-        if not con.execute("SELECT 1 FROM scores WHERE prompt_hash IS NULL LIMIT 1").fetchall():
+        earlier = con.execute(
+            "SELECT 1 FROM scores WHERE prompt_hash IS NULL AND dataset = ? AND model = ? AND template = ? LIMIT 1",
+            [todo[0]["dataset"], todo[0]["model"], todo[0]["template"]],
+        ).fetchall()
+        if not earlier:
             return todo
     legacy_weights = models.weights_id(spec, legacy=True)
     old_keys = {legacy_score_key(k, legacy_weights): k for k in todo}
