@@ -97,7 +97,7 @@ def plan(store: Store, job: Job, dtype: str | None = None, backend_id: str | Non
 
 def score_key(key: dict) -> str:
     """The digest of a score's key fields: the item and its order, the names asked for, and what the model
-    is asked (`prompt`) and what computed the answer (weights, adapter file, dtype, backend identity)."""
+    is asked (`prompt_hash`) and what computed the answer (weights, adapter file, dtype, backend identity)."""
     fields = sorted({"key_version": KEY_VERSION, **key}.items())
     return templates.digest_of([part for field in fields for part in field])
 
@@ -378,10 +378,10 @@ def _asked_as_now(store: Store, frame: pd.DataFrame) -> pd.Series:
     key version 2 (no prompt digest), or whose template file is gone, fall back to: the item is unchanged."""
     unchanged = frame["item_hash"] == frame["content_hash"]
     current = unchanged.copy()
+    known = {d.name: d for d in catalog.datasets(store)}
     for (dataset, split, name), group in frame[frame["prompt_hash"].notna()].groupby(["dataset", "split", "template"]):
         try:
             template = templates.get(name)
-            known = {d.name: d for d in catalog.datasets(store)}
             options = known[dataset].view(template.view).options
         except (EthdashError, KeyError):
             continue
