@@ -330,3 +330,22 @@ def test_scores_stored_under_the_earlier_key_are_kept(store, local_scorer):
     after = scoring.scores_frame(store, again).set_index("score_key")
     assert sorted(after.index) == sorted(before.index) and after["prompt_hash"].notna().all()
     assert all(list(after.loc[k, "probs"]) == list(before[k]) for k in before.index)
+
+
+def test_a_model_registered_with_another_chat_template_is_asked_anew(store):
+    """The registry's chat template override changes the text around the messages: part of the key."""
+    import_paths(store, [demo_dir()])
+    folder = models.weights_location(models.get(MODEL))
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+
+    def keys_with(chat_template: str | None) -> list[str]:
+        entry = f'[[model]]\nname = "mine"\nsource = "path"\nlocation = "{folder}"\n'
+        if chat_template is not None:
+            entry += f"chat_template = {json.dumps(chat_template)}\n"
+        models.config_path().write_text(entry)
+        job = scoring.Job("mine", "dilemmas-worse", "dilemmas", limit=2)
+        return [k["score_key"] for k in scoring.plan(store, job).keys]
+
+    own, other = keys_with(None), keys_with(template)
+    assert len(own) == 4 and not set(own) & set(other)
+    assert keys_with(None) == own and keys_with(template) == other

@@ -121,6 +121,7 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> 
     fixed = {
         "model": spec.name,
         "model_weights": models.weights_id(spec),
+        "chat_template": spec.chat_template,  # a registry override: the prompt's text around the messages
         "adapter": adapter.name if adapter else None,
         "adapter_hash": adapter.content_hash if adapter else None,
         "template": template.name,
