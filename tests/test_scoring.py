@@ -263,11 +263,13 @@ def test_new_votes_keep_their_scores_and_a_new_prompt_is_scored_again(store, loc
     """The score key covers what the model is asked, not the item's votes (issue 15)."""
     import_paths(store, [demo_dir()])
     prompter = Prompter(models.get(MODEL))
-    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", limit=3)
+    # Three items by id: re-imported items move in the file order that --limit follows (their source changes).
+    ids = tuple(r["id"] for r in demo_dilemmas()[:3])
+    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", item_ids=ids)
     plan = scoring.plan(store, job)
     assert scoring.run(store, plan, local_scorer, prompter) == 6
     before = scoring.scores_frame(store, plan).set_index(["item_id", "item_order"])["probs"]
-    first, second = plan.items["item_id"].iloc[0], plan.items["item_id"].iloc[1]
+    first, second = ids[0], ids[1]
 
     records = {r["id"]: r for r in demo_dilemmas()}
     records[first]["gold_annotations"] = [5, 0]  # votes: the model never sees them
