@@ -188,12 +188,12 @@ def data_stats(as_json: bool, draws: int) -> None:
             r.split,
             r.view,
             str(r.items),
-            str(r.votes),
+            "shares" if r.votes is None else str(r.votes),
             f"{r.controversial_share:.1%}",
             f"{r.majority_class} {r.majority_class_share:.1%}",
             f"{r.references.uniform_xent:.4f}",
             f"{r.references.class_prior_xent:.4f}",
-            f"{r.references.best_xent:.3f}",
+            "n/a" if r.votes is None else f"{r.references.best_xent:.3f}",
         )
         for r in rows
     ]

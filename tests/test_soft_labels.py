@@ -50,6 +50,12 @@ def test_shares_import_exactly_with_or_without_respondents(store, tmp_path):
         frame = catalog.items_frame(store, name, None, "votes").set_index("item_id").loc[given.index]
         np.testing.assert_allclose(catalog.counts_matrix(frame), exact * scale, rtol=1e-12)
 
+    stats = run_cli("data", "stats").stdout.splitlines()
+    survey_row = next(line.split() for line in stats if line.startswith("survey "))
+    counted_row = next(line.split() for line in stats if line.startswith("counted "))
+    assert survey_row[4] == "shares" and survey_row[-1] == "n/a"  # no votes to count, no BEST
+    assert int(counted_row[4]) == given["n"].sum() and counted_row[-1] != "n/a"
+
     # Unnormalised weights are shares once normalised: the same stored judgment.
     weights = SURVEY.replace("0.866666666666667,0.133333333333333", "13,2")
     (tmp_path / "weights.csv").write_text(weights)

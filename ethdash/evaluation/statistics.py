@@ -275,13 +275,8 @@ def _favours(low: float, high: float, lower_is_better: bool, a: str, b: str) -> 
 def references(counts: object, n_draws: int = 200, seed: int = 0, has_counts: bool = True) -> pd.DataFrame:
     """Uniform, class prior and BEST soft xent, recomputed on these items. BEST draws from the posterior of
     whole votes: NaN for shares with no number of respondents."""
-    n = as_counts(counts)
-    ref = metrics.reference_scores(n, n_draws=n_draws, seed=seed)
+    ref = metrics.judgment_references(counts, has_counts, n_draws, seed)
     best = ref.best_xent
-    if not has_counts:
-        best = np.nan
-    elif not np.array_equal(whole_votes(n), n):  # shares of respondents: BEST of the rounded votes
-        best = metrics.reference_scores(whole_votes(n), n_draws=n_draws, seed=seed).best_xent
     return pd.DataFrame(
         {"reference": ["uniform", "class prior", "BEST"], "xent": [ref.uniform_xent, ref.class_prior_xent, best]}
     )
