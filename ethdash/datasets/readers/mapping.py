@@ -257,15 +257,18 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
         names = ", ".join(f"'{c}'" for c in missing)
         log.add(f"the mapping names {names}, which the file does not have (columns: {', '.join(header)})", 1)
         return
+    # CSV cells are strings: the vote, share and respondent columns become numbers here, bad ones reported.
+    respondents = [mapping.respondents] if isinstance(mapping.respondents, str) else []
+    numeric = (*mapping.votes, *(mapping.second_votes or ()), *mapping.shares, *respondents)
+    expected = dict.fromkeys(mapping.shares, "shares must be numbers")
+    expected.update(dict.fromkeys(respondents, "the number of respondents must be a whole number"))
     lines, end = text.split("\n"), reader.line_num  # the header is read
     for row in reader:
         start, end = end + 1, reader.line_num
         while start < end and not lines[start - 1].strip():  # blank lines the reader skipped
             start += 1
         record = Record(row, start, log, last_line=end)
-        # CSV cells are strings: turn the vote, share and respondent columns into numbers here, reporting bad ones.
-        respondents = [mapping.respondents] if isinstance(mapping.respondents, str) else []
-        for column in (*mapping.votes, *(mapping.second_votes or ()), *mapping.shares, *respondents):
+        for column in numeric:
             cell = (row.get(column) or "").strip()
             try:
                 row[column] = int(cell)
@@ -273,15 +276,7 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
                 try:
                     row[column] = float(cell)
                 except ValueError:
-                    what = (
-                        "shares must be numbers"
-                        if column in mapping.shares
-                        else (
-                            "the number of respondents must be a whole number"
-                            if column in respondents
-                            else "vote counts must be integers"
-                        )
-                    )
+                    what = expected.get(column, "vote counts must be integers")
                     record.problem(f"{what}, found '{cell[:40]}'", column)
         yield record
 
