@@ -242,6 +242,19 @@ def test_published_shares_read_as_shares(page, browser_app, tmp_path):
     page.get_by_text(re.compile(r"^Bars: the human shares as published \(no number of respondents")).wait_for()
     assert not page.get_by_text(re.compile("posterior interval")).count()
 
+    # Compare, once both items are scored: the page says which metrics do not apply, and shows none of them.
+    env = browser_app.env()
+    assert run_cli("templates", "new", "--dataset", "bt-shares", env=env).returncode == 0
+    scored = run_cli("score", "--template", "bt-shares-votes", "--dataset", "bt-shares", env=env)
+    assert scored.returncode == 0, scored.stderr
+    page.goto(f"{browser_app.url}/compare?dataset=bt-shares&split=all&template=bt-shares-votes")
+    page.get_by_text(re.compile(r"^The human judgments are shares with no number of respondents")).wait_for(
+        timeout=120_000
+    )
+    settle(page)
+    headers = page.get_by_test_id("stDataFrame").locator("[role=columnheader]").all_inner_texts()
+    assert any("soft xent" in h for h in headers) and not any("Dirichlet" in h for h in headers), headers
+
 
 def test_a_damaged_store_shows_what_to_do_not_a_traceback(chromium_browser, tmp_path):
     """Before: the whole DuckDB traceback in the browser, with no hint of what to do."""
