@@ -99,7 +99,12 @@ def data() -> None:
     "options",
     multiple=True,
     metavar="NAME=COLUMN",
-    help="An answer option and its vote-count column; repeat for each option, in order.",
+    help="An answer option and its vote-count column (its share column with --shares); repeat for each option.",
+)
+@click.option("--shares", is_flag=True, help="The --option columns hold shares or weights, not vote counts.")
+@click.option(
+    "--respondents",
+    help="With --shares: a column with each item's number of respondents, or one number for every item.",
 )
 @click.option("--split", default=None, help="The split of every item (default 'all').")
 @click.option("--split-column", help="A column naming each item's split.")
@@ -115,6 +120,8 @@ def data_import(
     options: tuple[str, ...],
     split: str | None,
     split_column: str | None,
+    shares: bool,
+    respondents: str | None,
     label_column: str | None,
     annotator_column: str | None,
 ) -> None:
@@ -131,7 +138,9 @@ def data_import(
             "dataset": dataset,
             "text": text_column,
             "options": [p[0] for p in pairs],
-            "votes": None if per_annotator else [p[1] for p in pairs],
+            "votes": None if per_annotator or shares else [p[1] for p in pairs],
+            "shares": [p[1] for p in pairs] if shares and not per_annotator else None,
+            "respondents": int(respondents) if respondents and respondents.isdigit() else respondents,
             "id": id_column,
             "title": title_column,
             "split": split,
@@ -179,12 +188,12 @@ def data_stats(as_json: bool, draws: int) -> None:
             r.split,
             r.view,
             str(r.items),
-            str(r.votes),
+            "shares" if r.votes is None else str(r.votes),
             f"{r.controversial_share:.1%}",
             f"{r.majority_class} {r.majority_class_share:.1%}",
             f"{r.references.uniform_xent:.4f}",
             f"{r.references.class_prior_xent:.4f}",
-            f"{r.references.best_xent:.3f}",
+            "n/a" if r.votes is None else f"{r.references.best_xent:.3f}",
         )
         for r in rows
     ]

@@ -34,7 +34,7 @@ def dirichlet(answer_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
     """
     import torch
 
-    z, n = answer_logits.double(), counts.double()
+    z, n = answer_logits.double(), torch.round(counts.double())  # shares of respondents: whole votes
     total = n.sum(-1)
     j = torch.arange(int(total.max().item()), dtype=torch.float64, device=z.device)
     log_j = torch.log(j)  # log 0 = -inf, so the j = 0 term is exactly z

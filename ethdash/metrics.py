@@ -7,6 +7,7 @@ the plain names return the mean over items, in nats.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -252,3 +253,17 @@ def reference_scores(counts: object, n_draws: int = 200, seed: int = 0) -> Refer
         best_xent=best_score(n, soft_xent, n_draws=n_draws, seed=seed, alpha=alpha),
         prior_alpha=tuple(float(a) for a in alpha),
     )
+
+
+def judgment_references(counts: object, has_counts: bool = True, n_draws: int = 200, seed: int = 0) -> References:
+    """`reference_scores` of human judgments that may be shares: uniform and class prior of the exact shares;
+    BEST, which draws from the posterior of whole votes, of the shares times respondents rounded to whole
+    votes, and NaN for shares alone (`has_counts` False)."""
+    n = as_counts(counts)
+    ref = reference_scores(n, n_draws=n_draws, seed=seed)
+    if not has_counts:
+        return dataclasses.replace(ref, best_xent=float("nan"))
+    whole = np.rint(n)
+    if not np.array_equal(whole, n):
+        return dataclasses.replace(ref, best_xent=reference_scores(whole, n_draws=n_draws, seed=seed).best_xent)
+    return ref

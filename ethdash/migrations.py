@@ -202,3 +202,11 @@ def _score_key_v2(con: duckdb.DuckDBPyConnection) -> None:
     # and are given version-2 keys when a plan first asks for them (`scoring.jobs`).
     con.execute("ALTER TABLE scores ADD COLUMN prompt_hash VARCHAR")
     con.execute("ALTER TABLE scores ADD COLUMN backend_id VARCHAR")
+
+
+@migration(6, "soft labels")
+def _soft_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Human judgments given as shares (survey data): the numbers of a view may be shares, or shares times
+    # the item's respondents, which are not whole. Which kind a view holds is its `judgments`.
+    con.execute("ALTER TABLE votes ALTER counts TYPE DOUBLE[]")
+    con.execute("ALTER TABLE label_views ADD COLUMN judgments VARCHAR NOT NULL DEFAULT 'counts'")

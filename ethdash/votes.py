@@ -1,6 +1,7 @@
 """Vote arithmetic for one or many items. Pure: numpy and scipy only.
 
-`counts` is an (items x options) array of non-negative vote counts.
+`counts` is an (items x options) array of non-negative vote counts; for survey data, shares times each
+item's number of respondents (exact, so not always whole), or plain shares where that number is unknown.
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ def shares(counts: object) -> np.ndarray:
     """The human distribution ȳ = n / N per item."""
     arr = as_counts(counts)
     return arr / arr.sum(axis=1, keepdims=True)
+
+
+def whole_votes(counts: object) -> np.ndarray:
+    """The counts as whole votes, for what counts votes (Dirichlet score, posterior intervals, BEST): vote
+    counts unchanged, shares times respondents rounded to the nearest whole vote."""
+    return np.rint(as_counts(counts))
+
+
+def rounding(counts: object) -> float:
+    """The largest change of a share that rounding to whole votes makes (0 for vote counts)."""
+    n = as_counts(counts)
+    if n.size == 0:
+        return 0.0
+    whole = whole_votes(n)
+    totals = np.where(whole.sum(axis=1, keepdims=True) > 0, whole.sum(axis=1, keepdims=True), 1.0)
+    return float(np.max(np.abs(whole / totals - shares(n))))
 
 
 def vote_margin(counts: object) -> np.ndarray:

@@ -218,6 +218,44 @@ def test_a_dataset_without_titles_orders_or_post_types_reads_as_itself(page, bro
         assert scruples_only not in text, scruples_only
 
 
+def test_published_shares_read_as_shares(page, browser_app, tmp_path):
+    """Survey data whose judgment is the share who approve (issue 15): the list shows the shares, not vote
+    counts, and the chart says it has no interval to draw (no number of respondents)."""
+    from tests.conftest import run_cli
+
+    survey = tmp_path / "survey.csv"
+    survey.write_text(
+        "uid,vignette,approve,disapprove\n"
+        "s1,A nurse tells a patient a comforting lie about their prognosis.,0.7,0.3\n"
+        "s2,A student reports a friend who cheated on an exam.,0.25,0.75\n"
+    )
+    imported = run_cli(
+        "data", "import", str(survey), "--dataset", "bt-shares", "--text-column", "vignette", "--id-column",
+        "uid", "--shares", "--option", "APPROVE=approve", "--option", "DISAPPROVE=disapprove",
+        env=browser_app.env(),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    browse(page, browser_app.url, "dataset=bt-shares&split=all")
+    grid = page.get_by_test_id("stDataFrame").first
+    grid.locator("td").filter(has_text="25% · 75%").wait_for(state="attached")
+    assert "70% · 30%" in grid.locator("td").all_inner_texts()
+    page.get_by_text(re.compile(r"^Bars: the human shares as published \(no number of respondents")).wait_for()
+    assert not page.get_by_text(re.compile("posterior interval")).count()
+
+    # Compare, once both items are scored: the page says which metrics do not apply, and shows none of them.
+    env = browser_app.env()
+    assert run_cli("templates", "new", "--dataset", "bt-shares", env=env).returncode == 0
+    scored = run_cli("score", "--template", "bt-shares-votes", "--dataset", "bt-shares", env=env)
+    assert scored.returncode == 0, scored.stderr
+    page.goto(f"{browser_app.url}/compare?dataset=bt-shares&split=all&template=bt-shares-votes")
+    page.get_by_text(re.compile(r"^The human judgments are shares with no number of respondents")).wait_for(
+        timeout=120_000
+    )
+    settle(page)
+    headers = page.get_by_test_id("stDataFrame").locator("[role=columnheader]").all_inner_texts()
+    assert any("soft xent" in h for h in headers) and not any("Dirichlet" in h for h in headers), headers
+
+
 def test_a_damaged_store_shows_what_to_do_not_a_traceback(chromium_browser, tmp_path):
     """Before: the whole DuckDB traceback in the browser, with no hint of what to do."""
     from .browser import start_app, stop_app

@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from ethdash import annotations
+from ethdash.datasets import catalog
+from ethdash.datasets.items import RESPONDENTS, SHARES
 from ethdash.datasets.selection import (
     Filters,
     apply_filters,
@@ -194,7 +196,9 @@ with text_col:
     rule = " (vote margin below 0.5)" if selection.kind == "custom" else ""
     st.caption(" · ".join([*facts, f"controversial: {controversial}{rule}"]))
 with chart_col:
-    samples = [vote_split(item["counts"], options, "human votes")]
+    judgments = catalog.judgments(store, selection.dataset, selection.view)
+    has_counts = judgments != SHARES
+    samples = [vote_split(item["counts"], options, "human votes" if has_counts else "human shares", 0.9, has_counts)]
     if item["second_counts"] is not None:
         samples.append(vote_split(item["second_counts"], options, "second human sample"))
     summaries = []
@@ -208,8 +212,15 @@ with chart_col:
     chart = vote_split_chart(pd.concat(samples, ignore_index=True), title)
     st.plotly_chart(chart, width="stretch", key="vote_chart")
     st.caption(
-        "Bars: share of votes or probability; whiskers: 90% posterior interval of the human share "
-        "(Dirichlet, uniform prior). Model probabilities are renormalised over the answers"
+        (
+            "Bars: share of votes or probability; whiskers: 90% posterior interval of the human share "
+            "(Dirichlet, uniform prior"
+            + ("; the shares times the item's respondents, rounded to whole votes" if judgments == RESPONDENTS else "")
+            + ")."
+            if has_counts
+            else "Bars: the human shares as published (no number of respondents, so no interval) or probability."
+        )
+        + " Model probabilities are renormalised over the answers"
         + (", averaged over both option orders." if selection.kind == "dilemmas" else ".")
     )
 ui.export_figure(

@@ -198,6 +198,8 @@ if table is None:
     st.info("Fewer than two items are scored by every system: score them above, or open items in Browse.")
     st.stop()
 st.caption(f"Compared on the {n_items} items scored by every system (of {int(ev.coverage['items'].max())}).")
+if ev.judgments_note():
+    st.info(ev.judgments_note(), icon=":material/info:")
 for label, overlap in ev.overlap.items():
     if overlap:
         st.warning(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ethdash.datasets.items import Dataset, LabelView
+from ethdash.datasets.items import COUNTS, Dataset, LabelView
 from ethdash.store import Store
 
 
@@ -15,12 +15,21 @@ def datasets(store: Store) -> list[Dataset]:
     with store.connect() as con:
         rows = con.execute("SELECT name, kind, description FROM datasets ORDER BY name").fetchall()
         views = con.execute(
-            "SELECT dataset, view, options, description FROM label_views ORDER BY dataset, position"
+            "SELECT dataset, view, options, description, judgments FROM label_views ORDER BY dataset, position"
         ).fetchall()
     by_dataset: dict[str, list[LabelView]] = {}
-    for dataset, view, options, description in views:
-        by_dataset.setdefault(dataset, []).append(LabelView(view, tuple(options), description or ""))
+    for dataset, view, options, description, judgments in views:
+        by_dataset.setdefault(dataset, []).append(LabelView(view, tuple(options), description or "", judgments))
     return [Dataset(name, kind, tuple(by_dataset.get(name, ())), description or "") for name, kind, description in rows]
+
+
+def judgments(store: Store, dataset: str, view: str) -> str:
+    """What the numbers of a dataset's view are (items.JUDGMENTS): vote counts unless imported as shares."""
+    with store.connect() as con:
+        row = con.execute(
+            "SELECT judgments FROM label_views WHERE dataset = ? AND view = ?", [dataset, view]
+        ).fetchall()
+    return row[0][0] if row else COUNTS
 
 
 def splits(store: Store, dataset: str) -> list[str]:

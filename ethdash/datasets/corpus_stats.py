@@ -9,7 +9,7 @@ import numpy as np
 from ethdash import metrics
 from ethdash.datasets import catalog
 from ethdash.store import Store
-from ethdash.votes import majority
+from ethdash.votes import majority, whole_votes
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,8 @@ class SplitStats:
     split: str
     view: str
     items: int
-    votes: int
-    median_votes: float
+    votes: int | None  # None: shares with no number of respondents
+    median_votes: float | None
     controversial_share: float
     majority_class: str  # the most frequent majority label
     majority_class_share: float  # its share among items with a strict majority
@@ -46,6 +46,7 @@ def corpus_stats(store: Store, n_draws: int = 200, seed: int = 0) -> list[SplitS
                         frame["controversial"].to_numpy(),
                         n_draws,
                         seed,
+                        view.has_counts,
                     )
                 )
     return out
@@ -60,7 +61,10 @@ def _stats(
     controversial: np.ndarray,
     n_draws: int,
     seed: int,
+    has_counts: bool = True,
 ) -> SplitStats:
+    """BEST draws from the posterior of whole votes: shares of respondents are rounded to them, and shares
+    alone have none (NaN)."""
     maj = majority(counts)
     strict = maj[maj >= 0]
     by_class = np.bincount(strict, minlength=len(options))
@@ -70,11 +74,11 @@ def _stats(
         split=split,
         view=view,
         items=len(counts),
-        votes=int(counts.sum()),
-        median_votes=float(np.median(counts.sum(axis=1))),
+        votes=int(whole_votes(counts).sum()) if has_counts else None,
+        median_votes=float(np.median(whole_votes(counts).sum(axis=1))) if has_counts else None,
         controversial_share=float(controversial.mean()),
         majority_class=options[top],
         majority_class_share=float(by_class[top] / max(len(strict), 1)),
         tied_items=int((maj < 0).sum()),
-        references=metrics.reference_scores(counts, n_draws=n_draws, seed=seed),
+        references=metrics.judgment_references(counts, has_counts, n_draws, seed),
     )

@@ -94,17 +94,19 @@ def long_fields(items: list) -> list[str]:
 def _ensure_dataset(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     row = con.execute("SELECT kind FROM datasets WHERE name = ?", [dataset.name]).fetchone()
     stored = {
-        v: list(o)
-        for v, o in con.execute("SELECT view, options FROM label_views WHERE dataset = ?", [dataset.name]).fetchall()
+        v: (list(o), j)
+        for v, o, j in con.execute(
+            "SELECT view, options, judgments FROM label_views WHERE dataset = ?", [dataset.name]
+        ).fetchall()
     }
-    wanted = {v.name: list(v.options) for v in dataset.views}
+    wanted = {v.name: (list(v.options), v.judgments) for v in dataset.views}
     if row is not None:
         if row[0] != dataset.kind or stored != wanted:
             raise DataError(
                 [
                     Problem(
                         dataset.name,
-                        f"the dataset already exists with other options {stored}; "
+                        f"the dataset already exists with other options or judgments {stored}; "
                         f"this import has {wanted}: use another dataset name",
                     )
                 ]
@@ -113,8 +115,9 @@ def _ensure_dataset(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     con.execute("INSERT INTO datasets VALUES (?, ?, ?)", [dataset.name, dataset.kind, dataset.description])
     for position, view in enumerate(dataset.views):
         con.execute(
-            "INSERT INTO label_views VALUES (?, ?, ?, ?, ?)",
-            [dataset.name, view.name, list(view.options), position, view.description],
+            "INSERT INTO label_views (dataset, view, options, position, description, judgments) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [dataset.name, view.name, list(view.options), position, view.description, view.judgments],
         )
 
 
@@ -164,7 +167,7 @@ def _insert(con: duckdb.DuckDBPyConnection, items: list, hashes: dict) -> None:
         [utc_now()],
     )
     con.execute(
-        "INSERT INTO votes SELECT dataset, split, item_id, view, sample, CAST(counts AS INTEGER[]) FROM new_votes"
+        "INSERT INTO votes SELECT dataset, split, item_id, view, sample, CAST(counts AS DOUBLE[]) FROM new_votes"
     )
     con.unregister("new_items")
     con.unregister("new_votes")

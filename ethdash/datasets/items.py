@@ -27,6 +27,15 @@ BINARIZED_VIEW = "binarized"
 BINARIZED_CLASSES = ("RIGHT", "WRONG")
 CUSTOM_VIEW = "votes"
 
+# What a view's numbers are. COUNTS: whole votes. SHARES: a distribution per item (shares or weights,
+# normalised on import) with no number of respondents: metrics that need counts do not apply. RESPONDENTS:
+# shares times each item's declared number of respondents (exact, so not always whole numbers): metrics that
+# need counts use them rounded to whole votes.
+COUNTS = "counts"
+SHARES = "shares"
+RESPONDENTS = "shares of respondents"
+JUDGMENTS = (COUNTS, SHARES, RESPONDENTS)
+
 GOLD = "gold"
 SECOND = "second"  # an independent second human sample of the same view
 
@@ -36,6 +45,12 @@ class LabelView:
     name: str
     options: tuple[str, ...]
     description: str = ""
+    judgments: str = COUNTS  # one of JUDGMENTS
+
+    @property
+    def has_counts(self) -> bool:
+        """Whether metrics that need whole votes (Dirichlet score, posterior intervals, BEST) apply."""
+        return self.judgments != SHARES
 
 
 SCRUPLES_VIEWS: dict[str, tuple[LabelView, ...]] = {
@@ -70,7 +85,7 @@ class Item:
     dataset: str
     split: str
     item_id: str
-    votes: dict[str, tuple[int, ...]]  # view name -> counts, in the view's option order
+    votes: dict[str, tuple[float, ...]]  # view name -> counts (or shares, see JUDGMENTS), in option order
     title: str | None = None
     text: str | None = None
     actions: tuple[str, ...] = ()

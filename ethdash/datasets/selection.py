@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ethdash.datasets import catalog
+from ethdash.datasets.items import SHARES
 from ethdash.store import Store
 from ethdash.votes import majority, shares, vote_margin
 
@@ -22,10 +23,14 @@ def item_table(store: Store, dataset: str, split: str | None, view: str, options
     counts = catalog.counts_matrix(frame)
     maj = majority(counts)
     frame["summary"] = [_summary(t, a, x) for t, a, x in zip(frame["title"], frame["actions"], frame["text"])]
-    frame["n_votes"] = counts.sum(axis=1).astype(int)
     frame["margin"] = vote_margin(counts)
     frame["majority"] = [options[m] if m >= 0 else "tie" for m in maj]
-    frame["split_text"] = [" · ".join(str(int(c)) for c in row) for row in counts]
+    if catalog.judgments(store, dataset, view) == SHARES:  # a distribution, no number of respondents
+        frame["n_votes"] = np.nan
+        frame["split_text"] = [" · ".join(f"{s:.0%}" for s in row) for row in shares(counts)]
+    else:  # votes, or shares of respondents shown as the (rounded) votes they stand for
+        frame["n_votes"] = np.rint(counts.sum(axis=1)).astype(int)
+        frame["split_text"] = [" · ".join(f"{c:g}" for c in row) for row in np.round(counts, 1)]
     return frame
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ethdash import votes
 from ethdash.datasets import catalog, selection
+from ethdash.datasets.items import COUNTS, RESPONDENTS, SHARES
 from ethdash.evaluation import statistics
 from ethdash.evaluation.aligned import Aligned, align, probabilities, training_overlap
 from ethdash.scoring import System, service
@@ -29,6 +31,33 @@ class Evaluation:
     coverage: pd.DataFrame  # system, scored, items
     overlap: dict[str, int]  # adapter label → evaluated items it was trained on
     calibration: dict[str, str] = field(default_factory=dict)  # label → where c and T* come from
+    judgments: str = COUNTS  # what the view's numbers are (items.JUDGMENTS)
+
+    @property
+    def has_counts(self) -> bool:
+        """Whether metrics that need whole votes apply (not for shares with no number of respondents)."""
+        return self.judgments != SHARES
+
+    @property
+    def rounding(self) -> float:
+        """The largest change of a share that rounding to whole votes makes, for those metrics."""
+        return votes.rounding(self.counts) if self.judgments == RESPONDENTS else 0.0
+
+    def judgments_note(self) -> str | None:
+        """What the human judgments are, where they are not vote counts, and what that means for metrics."""
+        if self.judgments == SHARES:
+            return (
+                "The human judgments are shares with no number of respondents: the Dirichlet score (and its c) "
+                "and BEST do not apply, since they count whole votes. Soft xent, calibrated xent, KL, Brier, ECE "
+                "and accuracy use the exact shares (the majority is the largest share)."
+            )
+        if self.judgments == RESPONDENTS:
+            return (
+                "The human judgments are shares of each item's respondents: the Dirichlet score (and its c) and "
+                "BEST use them rounded to whole votes (which moves a share by at most "
+                f"{self.rounding:.4f}); the other metrics use the exact shares."
+            )
+        return None
 
     @property
     def counts(self) -> np.ndarray:
@@ -38,7 +67,7 @@ class Evaluation:
         return statistics.metric_table(self.counts, self.predictions, n_resamples, seed)
 
     def references(self, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
-        return statistics.references(self.counts, n_draws, seed)
+        return statistics.references(self.counts, n_draws, seed, self.has_counts)
 
     def paired(self, a: str, b: str, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         by_label = {p.label: p for p in self.predictions}
@@ -65,6 +94,7 @@ def evaluate(
     """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
     calibration_split, which wins over cross-fitting."""
     with store.connect():  # one unit of work for every read
+        judgments = catalog.judgments(store, dataset, view)
         table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, via, keep)
         aligned = align(table, per_system)
         overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
@@ -77,7 +107,7 @@ def evaluate(
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
     if len(aligned.items) == 0:
-        return Evaluation(systems, aligned, predictions, coverage, overlap, sources)
+        return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments)
     counts = aligned.counts
     for system in systems:
         p, first = aligned.p(system.label), aligned.first(system.label)
@@ -86,12 +116,13 @@ def evaluate(
             source = fits_source if fits and system.label in fits else f"fitted on {calibration_split}"
             predictions.append(statistics.with_fit(system.label, p, c, t, first, source))
         else:
-            predictions.append(statistics.cross_fitted(system.label, counts, p, first))
+            has_counts = judgments != SHARES
+            predictions.append(statistics.cross_fitted(system.label, counts, p, first, has_counts=has_counts))
         sources[system.label] = predictions[-1].calibration
     ceiling = human_ceiling(aligned)
     if ceiling is not None:
         predictions.append(ceiling)
-    return Evaluation(systems, aligned, predictions, coverage, overlap, sources)
+    return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments)
 
 
 def load(
@@ -160,4 +191,4 @@ def fit_on(
     aligned = align(table, probs)
     if len(aligned.items) < 2:
         return None
-    return statistics.fitted(aligned.counts, aligned.p(system.label))
+    return statistics.fitted(aligned.counts, aligned.p(system.label), catalog.judgments(store, dataset, view) != SHARES)

@@ -12,22 +12,24 @@ from scipy import stats
 from ethdash import orders
 from ethdash.evaluation import measures
 from ethdash.evaluation.statistics import Predictions, item_metrics
-from ethdash.votes import posterior_interval, shares
+from ethdash.votes import posterior_interval, shares, whole_votes
 
 
-def vote_split(counts: object, options: tuple[str, ...], sample: str, level: float = 0.9) -> pd.DataFrame:
-    """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n)."""
+def vote_split(
+    counts: object, options: tuple[str, ...], sample: str, level: float = 0.9, has_counts: bool = True
+) -> pd.DataFrame:
+    """One row per option: the human share and its posterior interval (Dirichlet, α = 1 + n, of the whole
+    votes). Shares with no number of respondents have no votes and no interval (low = high = the share)."""
     n = np.asarray(counts, dtype=float)
-    low, high = posterior_interval(n, level)
+    share = shares(n)[0]
+    if has_counts:
+        whole = whole_votes(n)
+        low, high = posterior_interval(whole, level)
+        low, high, votes = low[0], high[0], whole[0]
+    else:
+        low, high, votes = share, share, np.full(len(share), np.nan)
     return pd.DataFrame(
-        {
-            "sample": sample,
-            "option": list(options),
-            "votes": n.astype(int),
-            "share": shares(n)[0],
-            "low": low[0],
-            "high": high[0],
-        }
+        {"sample": sample, "option": list(options), "votes": votes, "share": share, "low": low, "high": high}
     )
 
 

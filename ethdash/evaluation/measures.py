@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 
 from ethdash import metrics
-from ethdash.votes import as_counts, majority
+from ethdash.votes import as_counts, majority, whole_votes
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ METRICS: tuple[Metric, ...] = (
         "Dirichlet score",
         "nats",
         True,
-        per_item=lambda x: metrics.dirichlet_multinomial_nll_items(x.counts, x.c[:, None] * x.p),
+        per_item=lambda x: metrics.dirichlet_multinomial_nll_items(whole_votes(x.counts), x.c[:, None] * x.p),
     ),
     Metric(
         "calibrated_xent",
@@ -126,8 +126,10 @@ def resampled(metric: Metric, inputs: Inputs, idx: np.ndarray) -> np.ndarray:
         return np.nanmean(column[idx], axis=1)
 
 
-def fitted_inputs(counts: object, p: object, first: np.ndarray | None = None) -> Inputs:
-    """Inputs with c and T* fitted on these same items (a run's held-out evaluation)."""
+def fitted_inputs(counts: object, p: object, first: np.ndarray | None = None, has_counts: bool = True) -> Inputs:
+    """Inputs with c and T* fitted on these same items (a run's held-out evaluation); c (from whole votes)
+    is NaN for shares with no number of respondents."""
     n, pp = as_counts(counts), np.asarray(p, dtype=float)
-    c, t = metrics.fit_concentration(n, pp), metrics.fit_temperature(n, pp)
+    c = metrics.fit_concentration(whole_votes(n), pp) if has_counts else np.nan
+    t = metrics.fit_temperature(n, pp)
     return Inputs(n, pp, np.full(len(n), c), np.full(len(n), t), first)

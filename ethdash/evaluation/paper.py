@@ -104,7 +104,8 @@ def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0, table: pd.Dat
         else pd.DataFrame(columns=["system", "against", "metric", "difference", "low", "high", "favours"])
     )
     paired_frame["metric"] = paired_frame["metric"].map(measures.readable)
-    return Tables(ev, table[TABLE_COLUMNS], ev.references(), paired_frame, best, statistics.table_warnings(table))
+    notes = [*statistics.table_warnings(table), *filter(None, [ev.judgments_note()])]
+    return Tables(ev, table[TABLE_COLUMNS], ev.references(), paired_frame, best, notes)
 
 
 def figures(ev: Evaluation, options: tuple[str, ...], option: int = 0) -> dict:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ethdash import metrics
 from ethdash.evaluation import measures
-from ethdash.votes import as_counts, shares
+from ethdash.votes import as_counts, shares, whole_votes
 
 HUMAN_CEILING = "humans (second sample)"
 
@@ -49,9 +49,11 @@ class Predictions:
         return Predictions(self.label, self.p[keep], self.c[keep], self.t[keep], first, self.calibration)
 
 
-def fitted(counts: object, p: object) -> tuple[float, float]:
-    """(c, T*) fitted on these items: use on other items only."""
-    return metrics.fit_concentration(counts, p), metrics.fit_temperature(counts, p)
+def fitted(counts: object, p: object, has_counts: bool = True) -> tuple[float, float]:
+    """(c, T*) fitted on these items: use on other items only. c needs whole votes: NaN for shares with no
+    number of respondents (`has_counts` False)."""
+    c = metrics.fit_concentration(whole_votes(counts), p) if has_counts else np.nan
+    return c, metrics.fit_temperature(counts, p)
 
 
 def with_fit(label: str, p: np.ndarray, c: float, t: float, first=None, calibration: str = "") -> Predictions:
@@ -59,7 +61,9 @@ def with_fit(label: str, p: np.ndarray, c: float, t: float, first=None, calibrat
     return Predictions(label, np.asarray(p, float), np.full(n, c), np.full(n, t), first, calibration)
 
 
-def cross_fitted(label: str, counts: object, p: object, first=None, folds: int = 2, seed: int = 0) -> Predictions:
+def cross_fitted(
+    label: str, counts: object, p: object, first=None, folds: int = 2, seed: int = 0, has_counts: bool = True
+) -> Predictions:
     """c and T* for each item fitted on the other folds (seeded): honest when no held-out data exists."""
     n, pp = as_counts(counts), np.asarray(p, dtype=float)
     fold = np.random.default_rng(seed).permutation(len(n)) % folds
@@ -69,7 +73,7 @@ def cross_fitted(label: str, counts: object, p: object, first=None, folds: int =
         if inside.all():  # a single item: nothing else to fit on
             c[inside], t[inside] = np.nan, np.nan
             continue
-        c[inside], t[inside] = fitted(n[~inside], pp[~inside])
+        c[inside], t[inside] = fitted(n[~inside], pp[~inside], has_counts)
     return Predictions(label, pp, c, t, first, f"cross-fitted ({folds} folds)")
 
 
@@ -268,14 +272,13 @@ def _favours(low: float, high: float, lower_is_better: bool, a: str, b: str) -> 
     return a if a_lower == lower_is_better else b
 
 
-def references(counts: object, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Uniform, class prior and BEST soft xent, recomputed on these items."""
-    ref = metrics.reference_scores(counts, n_draws=n_draws, seed=seed)
+def references(counts: object, n_draws: int = 200, seed: int = 0, has_counts: bool = True) -> pd.DataFrame:
+    """Uniform, class prior and BEST soft xent, recomputed on these items. BEST draws from the posterior of
+    whole votes: NaN for shares with no number of respondents."""
+    ref = metrics.judgment_references(counts, has_counts, n_draws, seed)
+    best = ref.best_xent
     return pd.DataFrame(
-        {
-            "reference": ["uniform", "class prior", "BEST"],
-            "xent": [ref.uniform_xent, ref.class_prior_xent, ref.best_xent],
-        }
+        {"reference": ["uniform", "class prior", "BEST"], "xent": [ref.uniform_xent, ref.class_prior_xent, best]}
     )
 
 

@@ -127,6 +127,11 @@ def validate(config: RunConfig, store: Store) -> int:
         templates.check_dataset(template, known[config.dataset])
     except EthdashError as exc:
         raise ConfigError(str(exc)) from None
+    if config.loss == "dirichlet" and not known[config.dataset].view(template.view).has_counts:
+        raise ConfigError(
+            f"the Dirichlet loss needs vote counts, and {config.dataset} gives shares with no number of "
+            "respondents: use the soft-xent loss, or import the data again with respondents in its mapping"
+        )
     from ethdash.finetune.data import select_items
 
     items = select_items(store, config, template)

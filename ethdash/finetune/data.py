@@ -53,7 +53,7 @@ class Example:
     item_id: str
     order: str
     prompt_ids: tuple[int, ...]
-    answer_counts: tuple[float, ...]  # the human votes per answer token
+    answer_counts: tuple[float, ...]  # the human votes per answer token (shares where no votes are known)
 
 
 def examples(

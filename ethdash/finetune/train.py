@@ -52,6 +52,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
     template = templates.get(config.template)
     dataset = next(d for d in catalog.datasets(store) if d.name == config.dataset)
     options = dataset.view(template.view).options
+    has_counts = dataset.view(template.view).has_counts
     items = select_items(store, config, template)
     train_idx, heldout_idx = heldout_split(len(items), config.heldout_fraction, config.seed)
     prompter = Prompter(spec)
@@ -176,7 +177,7 @@ def train(run: Run, store: Store, should_stop: Callable[[], bool]) -> str:
                 p, _ = scoring.distribution(lp)
                 probs[(example.item_id, example.order)] = template.to_votes(p, options, example.order)
         model.train()
-        record = {"kind": "eval", "step": step, **heldout_metrics(heldout_items, probs, template)}
+        record = {"kind": "eval", "step": step, **heldout_metrics(heldout_items, probs, template, has_counts)}
         run.append_metrics(record)
         print(eval_line(record), flush=True)
         return record
@@ -263,14 +264,18 @@ def step_line(step: int, total: int, loss: float, seconds_per_step: float | None
 
 def eval_line(record: dict) -> str:
     """The log's line for a held-out evaluation."""
+    dirichlet = (
+        "Dirichlet score n/a (shares, no vote counts)"
+        if record["dirichlet"] is None or np.isnan(record["dirichlet"])
+        else f"Dirichlet score {record['dirichlet']:.4f} nats (c {record['c']:.2f})"
+    )
     return (
-        f"held-out at step {record['step']}: soft xent {record['xent']:.4f} nats, Dirichlet score "
-        f"{record['dirichlet']:.4f} nats (c {record['c']:.2f}), accuracy {record['accuracy']:.1%} "
-        f"({record['items']} items)"
+        f"held-out at step {record['step']}: soft xent {record['xent']:.4f} nats, {dirichlet}, "
+        f"accuracy {record['accuracy']:.1%} ({record['items']} items)"
     )
 
 
-def heldout_metrics(items, probs: dict, template) -> dict:
+def heldout_metrics(items, probs: dict, template, has_counts: bool = True) -> dict:
     """Every metric (ethdash.evaluation.measures) on the held-out items, with c and T* fitted on them."""
     counts = np.array([list(c) for c in items["counts"]], dtype=float)
     if template.is_dilemma:
@@ -281,7 +286,7 @@ def heldout_metrics(items, probs: dict, template) -> dict:
     else:
         p = np.array([probs[(i, "-")] for i in items["item_id"]])
         first = None
-    inputs = measures.fitted_inputs(counts, p, first)
+    inputs = measures.fitted_inputs(counts, p, first, has_counts)
     return {
         "position_bias": None,  # reported (as none) for anecdotes too
         **measures.values(inputs),

@@ -13,6 +13,13 @@ A small mapping says which columns hold the id, the text and the votes of each o
     split_column = "part"        # a column that names each record's split
     second_votes = ["y2", "n2"]  # optional: an independent second human sample
 
+or, for a judgment published as a distribution (survey shares, or weights), instead of `votes`:
+
+    shares = ["p_yes", "p_no"]   # one column per option: shares, or weights (normalised per item)
+    respondents = "n"            # optional: a column with each item's number of respondents, or a
+                                 # number for every item (respondents = 60); without it, metrics that
+                                 # need vote counts do not apply
+
 or, for one row per judgment (per-annotator data), instead of `votes`:
 
     label = "choice"             # the column with the option an annotator chose
@@ -33,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ethdash import names
-from ethdash.datasets.items import CUSTOM_VIEW, SCRUPLES_DATASETS, Item
+from ethdash.datasets.items import COUNTS, CUSTOM_VIEW, RESPONDENTS, SCRUPLES_DATASETS, SHARES, Item
 from ethdash.datasets.readers.records import ProblemLog, Record, check_unique_ids, decode_lines, json_records
 from ethdash.errors import DataError, Problem
 
@@ -52,7 +59,22 @@ class Mapping:
     format: str | None = None  # a name in FORMATS; default: from the file's extension
     label: str | None = None  # per-annotator rows: the column naming the chosen option (instead of votes)
     annotator: str | None = None  # ... and the column with the annotator's id
+    shares: tuple[str, ...] = ()  # instead of votes: a distribution per item (shares or weights)
+    respondents: str | int | None = None  # with shares: a column of respondents per item, or one number
     source: str = "mapping"
+
+    @property
+    def judgments(self) -> str:
+        if not self.shares:
+            return COUNTS
+        return SHARES if self.respondents is None else RESPONDENTS
+
+    def judgments_description(self) -> str:
+        return {
+            COUNTS: "human votes",
+            SHARES: "human judgments as shares (no number of respondents)",
+            RESPONDENTS: "human judgments as shares of each item's respondents",
+        }[self.judgments]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "mapping") -> Mapping:
@@ -66,15 +88,30 @@ class Mapping:
             if key not in known:
                 bad(key, f"unknown key (known: {', '.join(sorted(known))})")
         per_annotator = raw.get("label") is not None or raw.get("annotator") is not None
-        for key in ("dataset", "options", "text", *(("label", "annotator", "id") if per_annotator else ("votes",))):
+        for key in ("dataset", "options", "text", *(("label", "annotator", "id") if per_annotator else ())):
             if raw.get(key) in (None, "", []):
                 bad(key, "required" + (" for one row per judgment (label and annotator)" if per_annotator else ""))
-        if per_annotator and (raw.get("votes") or raw.get("second_votes")):
-            bad("votes", "give either vote-count columns (votes) or one row per judgment (label and annotator)")
+        given = [k for k in ("votes", "shares") if raw.get(k)] + (["label"] if per_annotator else [])
+        if len(given) != 1:
+            bad(
+                "votes",
+                "give one of: vote-count columns (votes), share columns (shares), or one row per judgment "
+                f"(label and annotator){'; this mapping gives ' + ', '.join(given) if given else ''}",
+            )
+        if raw.get("second_votes") and not raw.get("votes"):
+            bad("second_votes", "a second sample of vote counts goes with vote-count columns (votes)")
+        respondents = raw.get("respondents")
+        if respondents is not None:
+            if not raw.get("shares"):
+                bad("respondents", "goes with share columns (shares): vote counts already say how many voted")
+            elif isinstance(respondents, bool) or not (
+                isinstance(respondents, str) or (isinstance(respondents, int) and respondents > 0)
+            ):
+                bad("respondents", "a column name, or a whole number above 0 for every item")
         for key in ("dataset", "text", "id", "title", "split", "split_column", "format", "label", "annotator"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 bad(key, "expected a string")
-        for key in ("options", "votes", "second_votes"):
+        for key in ("options", "votes", "second_votes", "shares"):
             value = raw.get(key)
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 bad(key, "expected a list of strings")
@@ -89,14 +126,14 @@ class Mapping:
                 bad("options", "at least two options are needed")
             if len(set(raw["options"])) != n:
                 bad("options", "option names must be distinct")
-            for key in ("votes", "second_votes"):
+            for key in ("votes", "second_votes", "shares"):
                 if raw.get(key) and len(raw[key]) != n:
                     bad(key, f"one column per option: {n} options, {len(raw[key])} columns")
             if raw.get("format") not in (None, *FORMATS):
                 bad("format", f"must be {' or '.join(map(repr, FORMATS))}")
         if problems:
             raise DataError(problems)
-        tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes") if raw.get(k)}
+        tuples = {k: tuple(raw[k]) for k in ("options", "votes", "second_votes", "shares") if raw.get(k)}
         return cls(**{"votes": (), **raw, **tuples, "source": source})
 
     @classmethod
@@ -113,6 +150,7 @@ class Mapping:
 
     def columns(self) -> list[str]:
         named = [self.text, self.id, self.title, self.split_column, *self.votes, *(self.second_votes or ())]
+        named += [*self.shares, self.respondents if isinstance(self.respondents, str) else None]
         return [c for c in named + [self.label, self.annotator] if c]
 
     def file_format(self, file_name: str) -> str | None:
@@ -219,14 +257,18 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
         names = ", ".join(f"'{c}'" for c in missing)
         log.add(f"the mapping names {names}, which the file does not have (columns: {', '.join(header)})", 1)
         return
+    # CSV cells are strings: the vote, share and respondent columns become numbers here, bad ones reported.
+    respondents = [mapping.respondents] if isinstance(mapping.respondents, str) else []
+    numeric = (*mapping.votes, *(mapping.second_votes or ()), *mapping.shares, *respondents)
+    expected = dict.fromkeys(mapping.shares, "shares must be numbers")
+    expected.update(dict.fromkeys(respondents, "the number of respondents must be a whole number"))
     lines, end = text.split("\n"), reader.line_num  # the header is read
     for row in reader:
         start, end = end + 1, reader.line_num
         while start < end and not lines[start - 1].strip():  # blank lines the reader skipped
             start += 1
         record = Record(row, start, log, last_line=end)
-        # CSV cells are strings: turn the vote columns into numbers here, reporting bad ones.
-        for column in (*mapping.votes, *(mapping.second_votes or ())):
+        for column in numeric:
             cell = (row.get(column) or "").strip()
             try:
                 row[column] = int(cell)
@@ -234,7 +276,8 @@ def _csv_records(data: bytes, mapping: Mapping, log: ProblemLog) -> Iterator[Rec
                 try:
                     row[column] = float(cell)
                 except ValueError:
-                    record.problem(f"vote counts must be integers, found '{cell[:40]}'", column)
+                    what = expected.get(column, "vote counts must be integers")
+                    record.problem(f"{what}, found '{cell[:40]}'", column)
         yield record
 
 
@@ -248,7 +291,7 @@ def _item(record: Record, mapping: Mapping, source: str) -> Item | None:
     split = _split(record, mapping)
     text = record.text(mapping.text)
     title = record.text(mapping.title, required=False) if mapping.title else None
-    votes = _counts(record, mapping.votes, require_votes=True)
+    votes = _judgments(record, mapping) if mapping.shares else _counts(record, mapping.votes, require_votes=True)
     second = _counts(record, mapping.second_votes, require_votes=False) if mapping.second_votes else None
     if not record.ok or votes is None:
         return None
@@ -323,6 +366,18 @@ def judged_items(records: Iterator[Record], mapping: Mapping, source: str) -> li
         kept = tuple(sorted(labels.get(item_id, [])))
         items.append(_custom_item(mapping, split, item_id, title, text, votes, source, record.line, labels=kept))
     return items
+
+
+def _judgments(record: Record, mapping: Mapping) -> tuple[float, ...] | None:
+    """An item's shares, times its respondents where the mapping declares them."""
+    shares = record.shares([(c, record.obj[c]) for c in mapping.shares])
+    if shares is None or mapping.respondents is None:
+        return shares
+    if isinstance(mapping.respondents, int):
+        n = mapping.respondents
+    else:
+        n = record.respondents(record.obj[mapping.respondents], mapping.respondents)
+    return None if n is None else tuple(s * n for s in shares)
 
 
 def _counts(record: Record, columns: tuple[str, ...], require_votes: bool) -> tuple[int, ...] | None:

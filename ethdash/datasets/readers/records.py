@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,6 +121,35 @@ class Record:
             self.problem("the item has no votes (all counts are zero)", field)
             return None
         return tuple(out)
+
+    def shares(self, cells: list[tuple[str, Any]]) -> tuple[float, ...] | None:
+        """Validate one item's shares or weights, (column, value) per option: numbers, not negative, not all
+        zero. Returns them normalised to sum 1."""
+        out = []
+        for field, value in cells:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                self.problem(f"shares must be numbers, found {json.dumps(value)[:40]}", field)
+                return None
+            if value < 0:
+                self.problem(f"shares must not be negative, found {value}", field)
+                return None
+            out.append(float(value))
+        if sum(out) == 0:
+            self.problem("the item has no judgment (all shares are zero)", ", ".join(f for f, _ in cells))
+            return None
+        total = sum(out)
+        return tuple(v / total for v in out)
+
+    def respondents(self, value: Any, field: str) -> int | None:
+        """A number of respondents: a whole number above zero."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.problem(
+                f"the number of respondents must be a whole number above 0, found {json.dumps(value)[:40]}", field
+            )
+            return None
+        return value
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
