@@ -106,6 +106,7 @@ def data() -> None:
     "--respondents",
     help="With --shares: a column with each item's number of respondents, or one number for every item.",
 )
+@click.option("--ordered", is_flag=True, help="The options are a scale, in the order given (distances along it apply).")
 @click.option("--split", default=None, help="The split of every item (default 'all').")
 @click.option("--split-column", help="A column naming each item's split.")
 @click.option("--label-column", help="One row per judgment: the column with the chosen option (--option NAME).")
@@ -122,6 +123,7 @@ def data_import(
     split_column: str | None,
     shares: bool,
     respondents: str | None,
+    ordered: bool,
     label_column: str | None,
     annotator_column: str | None,
 ) -> None:
@@ -147,6 +149,7 @@ def data_import(
             "split_column": split_column,
             "label": label_column,
             "annotator": annotator_column,
+            "ordered": ordered or None,
         }
         mapping = Mapping.from_dict({k: v for k, v in raw.items() if v is not None}, source="command-line mapping")
     _report(import_paths(Store(), list(paths), mapping))
@@ -365,7 +368,7 @@ def evaluate(
     import pandas as pd
 
     from ethdash.datasets.selection import Filters
-    from ethdash.evaluation import export, paper
+    from ethdash.evaluation import export, measures, paper
     from ethdash.scoring.service import Via
 
     store = Store()
@@ -394,6 +397,10 @@ def evaluate(
         click.echo(result.wide().replace("\u00a0", " ", regex=True).to_string())
         for p in ev.predictions:
             click.echo(f"  c and T* of {p.label}: {p.calibration or 'given'}")
+        field = result.wide("field")
+        if len(field.columns):
+            click.echo(f"\n{measures.FAMILIES['field']} (the README, Metrics)")
+            click.echo(field.replace("\u00a0", " ", regex=True).to_string())
         click.echo("\nReferences (soft xent, nats)")
         click.echo(result.references.to_string(index=False, float_format="{:.4f}".format))
         if len(result.paired):

@@ -57,6 +57,31 @@ def total_variation(p: object, q: object) -> np.ndarray:
     return 0.5 * np.abs(as_counts(p) - as_counts(q)).sum(axis=1)
 
 
+def jensen_shannon_items(counts: object, p: object) -> np.ndarray:
+    """The Jensen–Shannon divergence ½ KL(ȳ ‖ m) + ½ KL(p ‖ m), m = (ȳ + p) / 2, per item, in nats (the
+    divergence: scipy's `jensenshannon` is its square root, a distance). Bounded by ln 2."""
+    y, pp = shares(counts), as_counts(p)
+    m = 0.5 * (y + pp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half_y = np.where(y > 0, y * (np.log(y) - np.log(m)), 0.0).sum(axis=1)
+        half_p = np.where(pp > 0, pp * (np.log(pp) - np.log(m)), 0.0).sum(axis=1)
+    return 0.5 * (half_y + half_p)
+
+
+def wasserstein1_items(counts: object, p: object) -> np.ndarray:
+    """Wasserstein-1 (earth mover's) distance between ȳ and p over ordered options one unit apart:
+    Σ_k |F_ȳ(k) − F_p(k)| over the first K − 1 cumulative shares. Only for options with an order."""
+    y, pp = shares(counts), as_counts(p)
+    return np.abs(np.cumsum(y - pp, axis=1)[:, :-1]).sum(axis=1)
+
+
+def entropy_items(p: object) -> np.ndarray:
+    """Shannon entropy per row, in nats (0 log 0 = 0)."""
+    pp = as_counts(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(pp > 0, pp * np.log(pp), 0.0).sum(axis=1)
+
+
 # ---------------------------------------------------------------- Dirichlet-multinomial
 
 
@@ -180,6 +205,101 @@ def reliability_bins(counts: object, p: object, n_bins: int = 10) -> Reliability
 
 def ece(counts: object, p: object, n_bins: int = 10) -> float:
     return reliability_bins(counts, p, n_bins).ece
+
+
+# ---------------------------------------------------------------- corpus-level, weighted
+# Metrics that are not a mean over items, computed for many weightings of the items at once: `weights` is
+# resamples x items (how often each item is drawn), one row of ones for the items as they are. A bootstrap
+# is then one matrix product instead of a loop over resamples.
+
+
+def ece_weighted(counts: object, p: object, weights: object, n_bins: int = 10) -> np.ndarray:
+    """ECE per row of weights: Σ_b |Σ_{i in b} w_i (confidence_i − observed_i)| / Σ_i w_i, the bins of
+    `reliability_bins` (per bin, |mean confidence − mean observed| times its share of the items)."""
+    y, pp = shares(counts), as_counts(p)
+    confidence = pp.max(axis=1)
+    observed = y[np.arange(len(y)), pp.argmax(axis=1)]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    gaps = np.zeros((len(pp), n_bins))
+    gaps[np.arange(len(pp)), index] = confidence - observed
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    return np.abs(w @ gaps).sum(axis=1) / w.sum(axis=1)
+
+
+def _class_tallies(counts: object, p: object, weights: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of weights and option: hits, predictions and majorities, items with a tied majority left out."""
+    n, pp = as_counts(counts), as_counts(p)
+    maj, options = majority(n), np.arange(n.shape[1])
+    kept = (maj >= 0)[:, None]
+    actual = (maj[:, None] == options) & kept
+    predicted = (pp.argmax(axis=1)[:, None] == options) & kept
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    return w @ (actual & predicted), w @ predicted, w @ actual
+
+
+def _mean_where(values: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """Row means over the defined entries; NaN for a row with none."""
+    count = defined.sum(axis=1)
+    total = np.where(defined, values, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def macro_f1_weighted(counts: object, p: object, weights: object) -> np.ndarray:
+    """Macro-F1 of argmax p against the majority (tied items left out), averaged over the options that
+    are a majority or a prediction at least once (an option never predicted but present scores 0)."""
+    hits, predicted, actual = _class_tallies(counts, p, weights)
+    present = predicted + actual > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2.0 * hits / (predicted + actual)
+    return _mean_where(f1, present)
+
+
+def balanced_accuracy_weighted(counts: object, p: object, weights: object) -> np.ndarray:
+    """Mean recall over the options that are the majority of at least one item (tied items left out)."""
+    hits, _, actual = _class_tallies(counts, p, weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = hits / actual
+    return _mean_where(recall, actual > 0)
+
+
+def _weighted_midranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per row of weights, each item's rank in the sample that repeats item i w_i times (ties: the mean of
+    the ranks they span, as scipy's rankdata), so that weighted moments of ranks are those of that sample."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    first = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])  # where each distinct value starts
+    last = np.r_[first[1:], len(x)] - 1
+    cumulative = np.cumsum(w[:, order], axis=1)
+    end = cumulative[:, last]
+    start = np.concatenate([np.zeros((len(w), 1)), end[:, :-1]], axis=1)
+    group = np.cumsum(np.r_[True, sorted_x[1:] != sorted_x[:-1]]) - 1
+    ranks = np.empty_like(cumulative)
+    ranks[:, order] = (start + (end - start + 1.0) / 2.0)[:, group]
+    return ranks
+
+
+def spearman_weighted(x: object, y: object, weights: object) -> np.ndarray:
+    """Spearman's rank correlation of x and y per row of weights (NaN where either is constant)."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    rx, ry = _weighted_midranks(xa, w), _weighted_midranks(ya, w)
+    total = w.sum(axis=1, keepdims=True)
+    dx = rx - (w * rx).sum(axis=1, keepdims=True) / total
+    dy = ry - (w * ry).sum(axis=1, keepdims=True) / total
+    cov, vx, vy = (w * dx * dy).sum(axis=1), (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = cov / np.sqrt(vx * vy)
+    # A constant variable has no ranks to correlate; rounding can leave a tiny variance instead of 0.
+    constant = (vx <= 1e-12 * total[:, 0] ** 3) | (vy <= 1e-12 * total[:, 0] ** 3)
+    return np.where(constant, np.nan, rho)
+
+
+def entropy_correlation_weighted(counts: object, p: object, weights: object) -> np.ndarray:
+    """Spearman correlation, over items, of the humans' entropy with the system's: does the system hesitate
+    where people disagree?"""
+    return spearman_weighted(entropy_items(shares(counts)), entropy_items(p), weights)
 
 
 # ---------------------------------------------------------------- references

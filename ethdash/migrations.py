@@ -210,3 +210,9 @@ def _soft_labels(con: duckdb.DuckDBPyConnection) -> None:
     # the item's respondents, which are not whole. Which kind a view holds is its `judgments`.
     con.execute("ALTER TABLE votes ALTER counts TYPE DOUBLE[]")
     con.execute("ALTER TABLE label_views ADD COLUMN judgments VARCHAR NOT NULL DEFAULT 'counts'")
+
+
+@migration(7, "ordered options")
+def _ordered_options(con: duckdb.DuckDBPyConnection) -> None:
+    # A view whose options are a scale (a dataset's declaration): distances along it (Wasserstein-1) apply.
+    con.execute("ALTER TABLE label_views ADD COLUMN ordered BOOLEAN NOT NULL DEFAULT false")

@@ -14,6 +14,13 @@ import pytest
 
 from ethdash.store import Store
 
+# Under `make test`'s two processes (pytest-xdist), each test process and everything it starts (CLI
+# processes, fine-tune workers, the app) computes on one thread: two torch processes with two threads each
+# on two cores spin against each other (a 4-minute fine-tune test took 16).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ETHDASH_TRAIN_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 # Property tests check values, never speed: no per-example deadline (a busy 2-core CI machine is slow).
 hypothesis.settings.register_profile("ethdash", deadline=None)
 hypothesis.settings.load_profile("ethdash")

@@ -68,9 +68,11 @@ def open_compare(page, url: str, adapter: str) -> None:
     settle(page)
 
 
-def metrics_grid(page):
-    """The metric table. Its canvas has an accessible twin in the DOM: a table of the columns drawn."""
-    return page.get_by_test_id("stDataFrame").filter(has=page.locator("[role=columnheader]", has_text="soft xent"))
+def metrics_grid(page, first_column: str = "soft xent"):
+    """The metric table (the study's; the field's with "JS divergence"). Its canvas has an accessible twin in
+    the DOM: a table of the columns drawn."""
+    header = page.locator("[role=columnheader]", has_text=first_column)
+    return page.get_by_test_id("stDataFrame").filter(has=header)
 
 
 # --- 1: a click on the scatter opens exactly that item, with the same sidebar choice
@@ -154,17 +156,23 @@ def test_a_small_sample_and_a_fit_at_its_bound_are_flagged_on_the_page_and_in_th
 def test_every_metric_column_is_readable_at_1400_px(page, browser_app, compared, tmp_path):
     """Before: at a 1400 px window ECE was cut off and position bias hidden."""
     open_compare(page, browser_app.url, ADAPTER)
-    grid = metrics_grid(page)
-    grid.wait_for()
-    grid.scroll_into_view_if_needed()
-    headers = [h.strip() for h in grid.locator("[role=columnheader]").all_text_contents()]
-    wanted = ["soft xent", "Dirichlet score", "calibrated xent", "accuracy", "Brier", "ECE", "position bias"]
-    assert headers[1:] == wanted, headers  # every column drawn, the most important first
-    widths = grid.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
-    assert widths[0] <= widths[1], widths  # nothing hides to the right
-    box = grid.bounding_box()
-    assert box["x"] + box["width"] <= 1400
-    grid.screenshot(path=str(tmp_path / "metrics.png"))  # to look at
+    study = ["soft xent", "Dirichlet score", "calibrated xent", "accuracy", "Brier", "ECE", "position bias"]
+    # The field's metrics, in their own table (Wasserstein-1 is not: Scruples' options are no scale).
+    field = ["JS divergence", "total variation", "macro-F1", "balanced accuracy", "entropy ρ", "mass outside answers"]
+    for wanted in (study, field):
+        grid = metrics_grid(page, wanted[0])
+        grid.wait_for()
+        grid.scroll_into_view_if_needed()
+        headers = [h.strip() for h in grid.locator("[role=columnheader]").all_text_contents()]
+        assert headers[1:] == wanted, headers  # every column drawn, the most important first
+        widths = grid.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
+        assert widths[0] <= widths[1], widths  # nothing hides to the right
+        box = grid.bounding_box()
+        assert box["x"] + box["width"] <= 1400
+        grid.screenshot(path=str(tmp_path / f"metrics-{wanted[0]}.png"))  # to look at
+    # The human ceiling has no mass outside the answers: a dash, not a number.
+    ceiling = metrics_grid(page, field[0]).locator("tr").filter(has_text="humans (second sample)")
+    assert ceiling.locator("td").last.inner_text().strip() == "—"
 
 
 # --- 5: background scoring of the slice, cancelling, a killed job

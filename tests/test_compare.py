@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 from scipy.special import softmax
 
 from ethdash import metrics
@@ -218,3 +219,17 @@ def test_a_table_export_carries_its_warnings_in_the_caption_the_manifest_and_a_c
     assert pd.read_csv(tmp_path / "metrics.csv")["warning"].str.startswith("only 20 items").all()
     assert len(paths) == 4
     assert export.with_warnings("caption", []) == "caption"
+
+
+def test_wasserstein_is_compared_only_where_the_options_are_a_scale():
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 8, (80, 4)).astype(float) + np.eye(4)[rng.integers(0, 4, 80)]
+    p = rng.dirichlet(np.ones(4), 80)
+    pred = statistics.with_fit("sys", p, 10.0, 1.0)
+    unordered = statistics.metric_table(counts, [pred], n_resamples=50).set_index("metric")
+    assert "wasserstein" not in unordered.index
+    scale = statistics.metric_table(counts, [pred], n_resamples=50, ordered=True).set_index("metric")
+    y = counts / counts.sum(axis=1, keepdims=True)
+    expected = np.mean([sps.wasserstein_distance(range(4), range(4), y[i], p[i]) for i in range(80)])
+    assert scale.loc["wasserstein", "estimate"] == pytest.approx(expected)
+    assert scale.loc["wasserstein", "low"] < expected < scale.loc["wasserstein", "high"]

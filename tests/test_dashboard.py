@@ -190,15 +190,18 @@ def cell_numbers(cell: str) -> tuple[float, ...]:
 
 
 def test_evaluate_prints_and_writes_the_numbers_the_page_shows(scored, tmp_path):
-    page = frame_with(compare_page(), "soft xent")
+    at = compare_page()
+    grids = {"study": frame_with(at, "soft xent"), "field": frame_with(at, "JS divergence")}
     out = tmp_path / "paper"
     args = ["--template", "dilemmas-worse", "--dataset", "dilemmas", "--split", "dev", "--adapter", "tuned"]
     done = run_cli("evaluate", *args, "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert f"Compared on {N_SCORED} items of dilemmas/dev" in done.stdout
     long = pd.read_csv(out / "metrics.csv")
-    assert set(long["system"]) == set(page.index) == {BASE, "tuned", "humans (second sample)"}
+    assert set(long["system"]) == set(grids["study"].index) == {BASE, "tuned", "humans (second sample)"}
+    assert set(long["metric"]) > {"jsd", "tv", "macro_f1", "balanced_accuracy", "entropy_rho", "outside"}
     for row in long.itertuples():
+        page = grids[measures.BY_NAME[row.metric].family]
         shown = cell_numbers(page.loc[row.system, measures.label(row.metric)])
         written = (row.estimate,) if np.isnan(row.low) else (row.estimate, row.low, row.high)
         assert shown == pytest.approx(written, abs=5.1e-4), (row.system, row.metric)
@@ -206,9 +209,11 @@ def test_evaluate_prints_and_writes_the_numbers_the_page_shows(scored, tmp_path)
     # The LaTeX table: a row per system, a column per metric with its direction, bold only where the paired
     # interval of the best against the runner-up (here tuned against the base) excludes 0.
     tex = (out / "metrics.tex").read_text()
+    assert tex.count("\\begin{table*}") == 2  # the study's metrics, then the field's
+    tex = tex[: tex.index("\\end{table*}")]
     body = tex[tex.index("\\midrule") : tex.index("\\bottomrule")]
     header = tex[tex.index("\\toprule") : tex.index("\\midrule")]
-    compared = [m for m in measures.COMPARED if m.name in set(long["metric"])]
+    compared = [m for m in measures.compared("study") if m.name in set(long["metric"])]
     assert header.count("&") == len(compared) and "\\caption{" in tex and "\\label{tab:" in tex
     assert "position\\\\bias $\\to 0$" in header and "accuracy\\\\$\\uparrow$" in header  # on two lines
     paired = pd.read_csv(out / "paired.csv").set_index("metric")
@@ -219,7 +224,8 @@ def test_evaluate_prints_and_writes_the_numbers_the_page_shows(scored, tmp_path)
         value = f"{estimates[favours, metric.name]:.3f}" if favours in ("tuned", BASE) else None
         marked = re.findall(r"\\textbf\{([-$\d.]+)\}", body)
         assert (value in marked) if value else True, (metric.name, favours, marked)
-    assert len(re.findall(r"\\textbf", body)) == sum(paired["favours"].isin(["tuned", BASE]))
+    study_rows = paired.loc[[f"|{m.label}|" if m.signed else m.label for m in compared]]
+    assert len(re.findall(r"\\textbf", body)) == sum(study_rows["favours"].isin(["tuned", BASE]))
     for name in ("reliability", "scatter"):
         for width in ("single", "double"):
             assert (out / f"{name}-{width}.pdf").read_bytes()[:5] == b"%PDF-"

@@ -59,7 +59,7 @@ def cells(line: str) -> list[str]:
 
 def test_the_table_has_systems_as_rows_and_metrics_as_columns(compared):
     text, best, table = table_text(compared)
-    compared_metrics = [m for m in measures.COMPARED if m.name in set(table["metric"])]
+    compared_metrics = [m for m in measures.compared("study") if m.name in set(table["metric"])]
     assert re.search(r"\\begin\{tabular\}\{[^}]*\}", text)
     rules = [line for line in text.splitlines() if line.strip() in (r"\toprule", r"\midrule", r"\bottomrule")]
     assert rules == [r"\toprule", r"\midrule", r"\midrule", r"\bottomrule"]  # the ceiling after its own rule
@@ -79,7 +79,8 @@ def test_the_table_has_systems_as_rows_and_metrics_as_columns(compared):
     # Bold exactly where best_systems found a clear best, on that system's row.
     estimates = table.set_index(["system", "metric"])["estimate"]
     bold = re.findall(r"\\textbf\{([^}]*)\}", text)
-    expected = [latex.number(estimates[s, m]) for m, s in best.items() if s is not None]
+    shown = {m.name for m in compared_metrics}  # the study's; the field's are a table of their own
+    expected = [latex.number(estimates[s, m]) for m, s in best.items() if s is not None and m in shown]
     assert sorted(bold) == sorted(expected)
 
 
@@ -98,7 +99,11 @@ def test_best_is_marked_only_when_the_paired_interval_excludes_zero(compared):
 def test_the_table_compiles_in_a_two_column_paper_without_overfull_lines(compared, tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    text, _, _ = table_text(compared)
+    text, best, table = table_text(compared)
+    labels = [p.label for p in compared[1]]
+    caption = latex.table_caption("The field's metrics", len(compared[0]), family="field")
+    field = latex.metric_table(table, labels, best, caption, "tab:field", [statistics.HUMAN_CEILING], family="field")
+    text += "\n" + field
     document = "\n".join(
         [
             r"\documentclass[twocolumn,10pt]{article}",

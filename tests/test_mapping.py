@@ -327,3 +327,32 @@ def test_one_row_per_judgment_is_counted_and_each_annotators_label_kept(store, t
     ):
         assert words in refused.stderr, refused.stderr
     assert snapshot(store) == before
+
+
+LIKERT = """uid,scenario,disagree,neutral,agree
+l1,Returning a lost wallet without the cash.,30,5,2
+l2,Telling a white lie at a funeral.,8,10,9
+"""
+
+
+def test_a_scale_declared_on_import_is_kept_and_a_reimport_that_drops_it_is_refused(store, tmp_path):
+    """`ordered` (mapping) / --ordered (CLI): the options are a scale, so that Wasserstein-1 applies."""
+    (tmp_path / "likert.csv").write_text(LIKERT)
+    flags = ["--dataset", "likert", "--text-column", "scenario", "--id-column", "uid"]
+    flags += [f"--option={o.upper()}={o}" for o in ("disagree", "neutral", "agree")]
+    done = run_cli("data", "import", str(tmp_path / "likert.csv"), *flags, "--ordered")
+    assert done.returncode == 0, done.stderr
+    [dataset] = catalog.datasets(store)
+    assert dataset.views[0].ordered and catalog.ordered(store, "likert", "votes")
+    before = snapshot(store)
+    again = run_cli("data", "import", str(tmp_path / "likert.csv"), *flags)  # the same file, not a scale
+    assert again.returncode == 1 and "other options, judgments or order" in again.stderr
+    assert snapshot(store) == before
+
+    (tmp_path / "plain.toml").write_text(MAPPING.replace('"my-survey"', '"plain"'))
+    (tmp_path / "survey.csv").write_text(CSV)
+    plain = run_cli("data", "import", str(tmp_path / "survey.csv"), "--mapping", str(tmp_path / "plain.toml"))
+    assert plain.returncode == 0, plain.stderr
+    assert not catalog.ordered(store, "plain", "votes")  # unless declared, options are no scale
+    with pytest.raises(DataError, match="field 'ordered': true or false"):
+        Mapping.from_dict({"dataset": "x", "options": ["A", "B"], "votes": ["a", "b"], "text": "t", "ordered": "yes"})

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import optimize, special
+from scipy import optimize, spatial, special
 from scipy import stats as sps
+from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from ethdash import metrics as m
+from ethdash.votes import majority
 from tests import reference_bootstrap
 
 from .conftest import META
@@ -298,3 +300,63 @@ def test_paired_bootstrap_resamples_the_same_items_for_both_systems():
     assert paired.high < 0  # the sharpened system is clearly worse here
     same = reference_bootstrap.paired_bootstrap(m.soft_xent, counts, p_a, p_a, n_resamples=200)
     assert same.low == same.high == 0.0
+
+
+# ---------------------------------------------------------------- the field's metrics
+
+
+@given(votes_and_probs())
+def test_jensen_shannon_is_the_square_of_scipys_distance(case):
+    counts, p = case
+    y = counts / counts.sum(axis=1, keepdims=True)
+    expected = spatial.distance.jensenshannon(y, p, axis=1) ** 2  # natural log: the divergence in nats
+    np.testing.assert_allclose(m.jensen_shannon_items(counts, p), expected, atol=1e-12)
+    assert (m.jensen_shannon_items(counts, p) <= np.log(2) + 1e-12).all()
+
+
+@given(votes_and_probs())
+def test_wasserstein_matches_scipy_on_options_one_unit_apart(case):
+    counts, p = case
+    y = counts / counts.sum(axis=1, keepdims=True)
+    positions = np.arange(p.shape[1])
+    expected = [sps.wasserstein_distance(positions, positions, y[i], p[i]) for i in range(len(p))]
+    np.testing.assert_allclose(m.wasserstein1_items(counts, p), expected, atol=1e-12)
+
+
+def resamples(n_items: int, seed: int, n_resamples: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of item indices and the same resamples as rows of counts per item."""
+    idx = np.random.default_rng(seed).integers(0, n_items, (n_resamples, n_items))
+    return idx, np.stack([np.bincount(row, minlength=n_items) for row in idx]).astype(float)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_corpus_metrics_equal_each_resample_computed_alone(seed):
+    """Every resample's value from one weight matrix equals the metric computed on that resample's rows by an
+    independent implementation: scikit-learn (macro-F1, balanced accuracy), scipy (Spearman), the loop ECE."""
+    counts, p = random_case(seed, n_items=150, k=3 if seed % 2 else 2, informed=bool(seed % 2))
+    counts[:5] = counts[0]  # repeated vote splits: ties in the humans' entropy
+    idx, weights = resamples(len(p), seed)
+    ones = np.ones((1, len(p)))
+    for rows, w in [(np.arange(len(p)), ones), *zip(idx, weights[:, None, :])]:
+        c, q = counts[rows], p[rows]
+        maj = majority(c)
+        kept = maj >= 0
+        truth, guess = maj[kept], q[kept].argmax(axis=1)
+        assert m.macro_f1_weighted(counts, p, w)[0] == pytest.approx(f1_score(truth, guess, average="macro"))
+        assert m.balanced_accuracy_weighted(counts, p, w)[0] == pytest.approx(balanced_accuracy_score(truth, guess))
+        assert m.ece_weighted(counts, p, w)[0] == pytest.approx(m.ece(c, q))
+        human, model = m.entropy_items(c / c.sum(axis=1, keepdims=True)), m.entropy_items(q)
+        rho = sps.spearmanr(human, model).statistic
+        assert m.entropy_correlation_weighted(counts, p, w)[0] == pytest.approx(rho)
+
+
+def test_entropy_correlation_is_undefined_for_a_constant_system():
+    counts, _ = random_case(0, n_items=40)
+    assert np.isnan(m.entropy_correlation_weighted(counts, np.full(counts.shape, 1 / 3), np.ones((1, 40))))[0]
+
+
+def test_a_system_that_hesitates_where_people_disagree_has_a_high_entropy_correlation():
+    counts, p = random_case(1, n_items=300, informed=True)
+    informed = m.entropy_correlation_weighted(counts, p, np.ones((1, 300)))[0]
+    noise = m.entropy_correlation_weighted(counts, random_case(2, n_items=300)[1], np.ones((1, 300)))[0]
+    assert informed > 0.3 and abs(noise) < 0.2, (informed, noise)

@@ -210,18 +210,24 @@ st.subheader("Metrics")
 notes = statistics.table_warnings(table)
 if notes:
     st.warning("\n".join(f"- {ui.md(note)}" for note in notes), icon=":material/warning:")
-# Estimate, then its interval on a second line of the cell: every column fits a 1400 px window, the most
-# important metrics first.
-wide = metric_cells(table, [p.label for p in ev.predictions])
-st.dataframe(
-    wide,
-    key="metrics_table",
-    row_height=66,
-    column_config={
-        "_index": st.column_config.TextColumn("system", width=170),
-        **{name: st.column_config.TextColumn(name, width=105) for name in wide.columns},
-    },
-)
+
+
+def metric_grid(family: str, key: str) -> None:
+    """Estimate, then its interval on a second line of the cell: every column fits a 1400 px window, the most
+    important metrics first."""
+    wide = metric_cells(table, [p.label for p in ev.predictions], family)
+    st.dataframe(
+        wide,
+        key=key,
+        row_height=66,
+        column_config={
+            "_index": st.column_config.TextColumn("system", width=170),
+            **{name: st.column_config.TextColumn(name, width=105) for name in wide.columns},
+        },
+    )
+
+
+metric_grid("study", "metrics_table")
 # Only what these items have: option orders (dilemmas) and a second human sample (the ceiling).
 has_ceiling = statistics.HUMAN_CEILING in [p.label for p in ev.predictions]
 st.caption(
@@ -232,6 +238,15 @@ st.caption(
     + "; ".join(f"{p.label} {statistics.fit_summary(p)}" for p in ev.predictions)
     + f" ({calibration})."
     + (" The human ceiling scores the second human sample, smoothed as (1 + n) / (N + K)." if has_ceiling else "")
+)
+st.markdown(f"**{measures.FAMILIES['field']}**")
+metric_grid("field", "field_metrics_table")
+st.caption(
+    "JS divergence (nats, at most ln 2) and total variation between the human and the system's distributions; "
+    "macro-F1 and balanced accuracy of the system's most probable option against the majority (tied items "
+    "left out); entropy ρ: Spearman correlation over items of the humans' entropy with the system's (higher: it "
+    "hesitates where people disagree); mass outside answers: probability on tokens that are no answer. "
+    "Wasserstein-1 only where the dataset declares its options a scale. Definitions: the README, Metrics."
 )
 ref_col, export_col = st.columns([1, 2])
 with ref_col:

@@ -15,12 +15,20 @@ def datasets(store: Store) -> list[Dataset]:
     with store.connect() as con:
         rows = con.execute("SELECT name, kind, description FROM datasets ORDER BY name").fetchall()
         views = con.execute(
-            "SELECT dataset, view, options, description, judgments FROM label_views ORDER BY dataset, position"
+            "SELECT dataset, view, options, description, judgments, ordered FROM label_views ORDER BY dataset, position"
         ).fetchall()
     by_dataset: dict[str, list[LabelView]] = {}
-    for dataset, view, options, description, judgments in views:
-        by_dataset.setdefault(dataset, []).append(LabelView(view, tuple(options), description or "", judgments))
+    for dataset, view, options, description, judgments, ordered in views:
+        label_view = LabelView(view, tuple(options), description or "", judgments, ordered)
+        by_dataset.setdefault(dataset, []).append(label_view)
     return [Dataset(name, kind, tuple(by_dataset.get(name, ())), description or "") for name, kind, description in rows]
+
+
+def ordered(store: Store, dataset: str, view: str) -> bool:
+    """Whether a dataset's view declares its options a scale (in their order)."""
+    with store.connect() as con:
+        row = con.execute("SELECT ordered FROM label_views WHERE dataset = ? AND view = ?", [dataset, view]).fetchall()
+    return bool(row and row[0][0])
 
 
 def judgments(store: Store, dataset: str, view: str) -> str:

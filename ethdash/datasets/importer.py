@@ -94,19 +94,19 @@ def long_fields(items: list) -> list[str]:
 def _ensure_dataset(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     row = con.execute("SELECT kind FROM datasets WHERE name = ?", [dataset.name]).fetchone()
     stored = {
-        v: (list(o), j)
-        for v, o, j in con.execute(
-            "SELECT view, options, judgments FROM label_views WHERE dataset = ?", [dataset.name]
+        v: (list(o), j, ordered)
+        for v, o, j, ordered in con.execute(
+            "SELECT view, options, judgments, ordered FROM label_views WHERE dataset = ?", [dataset.name]
         ).fetchall()
     }
-    wanted = {v.name: (list(v.options), v.judgments) for v in dataset.views}
+    wanted = {v.name: (list(v.options), v.judgments, v.ordered) for v in dataset.views}
     if row is not None:
         if row[0] != dataset.kind or stored != wanted:
             raise DataError(
                 [
                     Problem(
                         dataset.name,
-                        f"the dataset already exists with other options or judgments {stored}; "
+                        f"the dataset already exists with other options, judgments or order {stored}; "
                         f"this import has {wanted}: use another dataset name",
                     )
                 ]
@@ -115,9 +115,9 @@ def _ensure_dataset(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
     con.execute("INSERT INTO datasets VALUES (?, ?, ?)", [dataset.name, dataset.kind, dataset.description])
     for position, view in enumerate(dataset.views):
         con.execute(
-            "INSERT INTO label_views (dataset, view, options, position, description, judgments) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [dataset.name, view.name, list(view.options), position, view.description, view.judgments],
+            "INSERT INTO label_views (dataset, view, options, position, description, judgments, ordered) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [dataset.name, view.name, list(view.options), position, view.description, view.judgments, view.ordered],
         )
 
 

@@ -46,6 +46,7 @@ class LabelView:
     options: tuple[str, ...]
     description: str = ""
     judgments: str = COUNTS  # one of JUDGMENTS
+    ordered: bool = False  # the options are a scale, in this order (Wasserstein-1 applies)
 
     @property
     def has_counts(self) -> bool:

@@ -55,7 +55,8 @@ def read_paths(paths: list[Path], mapping: Mapping | None = None) -> ReadResult:
 
 def _read_one(name: str, data: bytes, mapping: Mapping | None, log: ProblemLog) -> tuple[list[Item], Dataset | None]:
     if mapping is not None:
-        views = (LabelView(CUSTOM_VIEW, mapping.options, mapping.judgments_description(), mapping.judgments),)
+        description, judgments = mapping.judgments_description(), mapping.judgments
+        views = (LabelView(CUSTOM_VIEW, mapping.options, description, judgments, mapping.ordered),)
         return read_mapped(data, name, mapping, log), Dataset(mapping.dataset, "custom", views)
     known = identify(Path(name.rstrip("]")).name)
     if known is None:

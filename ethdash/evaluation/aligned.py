@@ -68,6 +68,10 @@ class Aligned:
     def p(self, label: str) -> np.ndarray:
         return np.stack(self.probs[label]["p"].to_numpy())
 
+    def outside(self, label: str) -> np.ndarray:
+        """Per item, the probability the system put outside the answers (both orders' mean for dilemmas)."""
+        return self.probs[label]["outside_mass"].to_numpy(dtype=float)
+
     def first(self, label: str) -> np.ndarray | None:
         first = self.probs[label]["first"].to_numpy(dtype=float)
         return None if np.isnan(first).all() else first

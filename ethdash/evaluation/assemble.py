@@ -32,6 +32,7 @@ class Evaluation:
     overlap: dict[str, int]  # adapter label → evaluated items it was trained on
     calibration: dict[str, str] = field(default_factory=dict)  # label → where c and T* come from
     judgments: str = COUNTS  # what the view's numbers are (items.JUDGMENTS)
+    ordered: bool = False  # the view's options are a scale (Wasserstein-1 applies)
 
     @property
     def has_counts(self) -> bool:
@@ -64,14 +65,16 @@ class Evaluation:
         return self.aligned.counts
 
     def table(self, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-        return statistics.metric_table(self.counts, self.predictions, n_resamples, seed)
+        return statistics.metric_table(self.counts, self.predictions, n_resamples, seed, ordered=self.ordered)
 
     def references(self, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
         return statistics.references(self.counts, n_draws, seed, self.has_counts)
 
     def paired(self, a: str, b: str, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         by_label = {p.label: p for p in self.predictions}
-        return statistics.paired_differences(self.counts, by_label[a], by_label[b], n_resamples, seed)
+        return statistics.paired_differences(
+            self.counts, by_label[a], by_label[b], n_resamples, seed, ordered=self.ordered
+        )
 
     def model_predictions(self) -> list[statistics.Predictions]:
         return [p for p in self.predictions if p.label != statistics.HUMAN_CEILING]
@@ -94,7 +97,7 @@ def evaluate(
     """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
     calibration_split, which wins over cross-fitting."""
     with store.connect():  # one unit of work for every read
-        judgments = catalog.judgments(store, dataset, view)
+        judgments, ordered = catalog.judgments(store, dataset, view), catalog.ordered(store, dataset, view)
         table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, via, keep)
         aligned = align(table, per_system)
         overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
@@ -107,22 +110,24 @@ def evaluate(
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
     if len(aligned.items) == 0:
-        return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments)
+        return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments, ordered)
     counts = aligned.counts
     for system in systems:
-        p, first = aligned.p(system.label), aligned.first(system.label)
+        p, first, outside = aligned.p(system.label), aligned.first(system.label), aligned.outside(system.label)
         if system.label in cal_fits:
             c, t = cal_fits[system.label]
             source = fits_source if fits and system.label in fits else f"fitted on {calibration_split}"
-            predictions.append(statistics.with_fit(system.label, p, c, t, first, source))
+            predictions.append(statistics.with_fit(system.label, p, c, t, first, source, outside))
         else:
             has_counts = judgments != SHARES
-            predictions.append(statistics.cross_fitted(system.label, counts, p, first, has_counts=has_counts))
+            predictions.append(
+                statistics.cross_fitted(system.label, counts, p, first, has_counts=has_counts, outside=outside)
+            )
         sources[system.label] = predictions[-1].calibration
     ceiling = human_ceiling(aligned)
     if ceiling is not None:
         predictions.append(ceiling)
-    return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments)
+    return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments, ordered)
 
 
 def load(

@@ -58,18 +58,18 @@ def system_rows(scores: pd.DataFrame, options: tuple[str, ...], label: str) -> t
     return rows, summary
 
 
-def metric_cells(table: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
-    """The metric table as a grid: a row per system (in this order), a column per compared metric (labelled,
-    in the registry's order), each cell "estimate [low, high]" with a no-break space inside the interval, so
-    that the cell breaks only after the estimate; "—" where a metric does not apply (the human ceiling has no
-    position bias)."""
+def metric_cells(table: pd.DataFrame, systems: list[str], family: str | None = "study") -> pd.DataFrame:
+    """The metric table as a grid: a row per system (in this order), a column per compared metric of the
+    family (labelled, in the registry's order; every metric for None), each cell "estimate [low, high]" with a
+    no-break space inside the interval, so that the cell breaks only after the estimate; "—" where a metric
+    does not apply (the human ceiling has no position bias)."""
     cells = table.assign(
         value=[
             f"{e:.3f} [{lo:.3f},\u00a0{hi:.3f}]" if not np.isnan(lo) else f"{e:.3f}"
             for e, lo, hi in zip(table["estimate"], table["low"], table["high"])
         ]
     ).pivot(index="system", columns="metric", values="value")
-    cells = cells[[m.name for m in measures.COMPARED if m.name in cells.columns]].rename(columns=measures.label)
+    cells = cells[[m.name for m in measures.compared(family) if m.name in cells.columns]].rename(columns=measures.label)
     return cells.reindex(systems).fillna("—")
 
 

@@ -11,10 +11,13 @@ import pandas as pd
 
 from ethdash.evaluation import measures
 
+_GREEK = ("alpha", "beta", "gamma", "delta", "kappa", "mu", "rho", "sigma", "tau")
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "−": "$-$", "\u00a0": "~",
+    "−": "$-$", "\u00a0": "~", "–": "--", "—": "---",
+    # Greek letters of metric names (entropy ρ, Krippendorff's α): pdflatex's UTF-8 input has no Greek.
+    **{ch: f"${{\\{name}}}$" for ch, name in zip("αβγδκμρστ", _GREEK)},
 }  # fmt: skip
 
 
@@ -48,12 +51,14 @@ def metric_table(
     caption: str,
     label: str = "tab:ethdash-metrics",
     references: list[str] = (),
+    family: str | None = "study",
 ) -> str:
     """table: the long metric table (system, metric, estimate, low, high); systems: its rows in order, the
     `references` among them (the human ceiling) after a rule and never marked; best: metric name → the system
-    to set in bold (None: no system is better than the runner-up beyond chance)."""
+    to set in bold (None: no system is better than the runner-up beyond chance); family: whose metrics are
+    the columns (the study's, the field's; None: all)."""
     present = set(table["metric"])
-    columns = [m for m in measures.COMPARED if m.name in present]
+    columns = [m for m in measures.compared(family) if m.name in present]
     cell = {(r.system, r.metric): r for r in table.itertuples()}
     lines = [
         r"\begin{table*}[t]",  # seven metric columns need both columns of a two-column paper
@@ -90,9 +95,9 @@ def metric_table(
     return "\n".join(lines)
 
 
-def table_caption(what: str, n_items: int, best_marked: bool = True) -> str:
+def table_caption(what: str, n_items: int, best_marked: bool = True, family: str | None = "study") -> str:
     """The caption's standard part: what the numbers are and how to read them."""
-    units = ", ".join(m.label for m in measures.COMPARED if m.unit == "nats")
+    units = ", ".join(m.label for m in measures.compared(family) if m.unit == "nats")
     text = (
         f"{what} on {n_items} items: estimate and, beneath it, the 95% bootstrap interval (1,000 resamples of "
         f"items). {units[0].upper() + units[1:]} in nats per item."

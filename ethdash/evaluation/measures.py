@@ -1,8 +1,12 @@
 """Every metric, declared once: its name, label, unit, direction, what it needs, and how it is computed,
 either per item (the metric is the mean, and a bootstrap resample is a mean over resampled items) or over
-the whole corpus (ECE, recomputed on each resample). Compare, the reproduction report, fine-tune
-evaluation, the seed spread and the pages iterate `METRICS`; a new metric is one entry here (its formula
-in `ethdash.metrics`) plus its tests.
+the whole corpus (ECE, macro-F1, balanced accuracy, the entropy correlation: computed for a matrix of item
+weights, so that all bootstrap resamples are one matrix product). Compare, the reproduction report,
+fine-tune evaluation, the seed spread and the pages iterate `METRICS`; a new metric is one entry here (its
+formula in `ethdash.metrics`) plus its tests.
+
+Two families: the study's metrics (arXiv 2410.07826) and the field's (shared tasks on learning with
+disagreement, distributional alignment), shown as two tables where space is short.
 """
 
 from __future__ import annotations
@@ -15,23 +19,27 @@ import numpy as np
 from scipy import special
 
 from ethdash import metrics
-from ethdash.votes import as_counts, majority, whole_votes
+from ethdash.votes import as_counts, majority, shares, whole_votes
 
 
 @dataclass(frozen=True)
 class Inputs:
     """What a metric may read, over the same items: human votes, a system's distributions, the fitted
-    Dirichlet concentration c and temperature T* per item, and P(first-listed option) for dilemmas."""
+    Dirichlet concentration c and temperature T* per item, P(first-listed option) for dilemmas, the
+    probability the system put outside the answers, and whether the options are ordered (a scale)."""
 
     counts: np.ndarray  # items x options
     p: np.ndarray  # items x options, vote order
     c: np.ndarray  # per item
     t: np.ndarray  # per item
     first: np.ndarray | None = None  # per item; None where option order does not exist
+    outside: np.ndarray | None = None  # per item; None where not measured (people, the human ceiling)
+    ordered: bool = False  # the options are a scale (declared by the dataset): Wasserstein-1 applies
 
     def subset(self, idx: np.ndarray) -> Inputs:
         first = None if self.first is None else self.first[idx]
-        return Inputs(self.counts[idx], self.p[idx], self.c[idx], self.t[idx], first)
+        outside = None if self.outside is None else self.outside[idx]
+        return Inputs(self.counts[idx], self.p[idx], self.c[idx], self.t[idx], first, outside, self.ordered)
 
 
 @dataclass(frozen=True)
@@ -41,22 +49,30 @@ class Metric:
     unit: str  # "nats", or "" for a share or a probability difference
     lower_is_better: bool
     per_item: Callable[[Inputs], np.ndarray] | None = None  # NaN where undefined for an item
-    corpus: Callable[[Inputs], float] | None = None  # when the metric is not a mean over items
+    # When the metric is not a mean over items: its value per row of item weights (resamples x items).
+    corpus: Callable[[Inputs, np.ndarray], np.ndarray] | None = None
     needs_order: bool = False  # dilemmas only: read from P(first-listed)
+    needs_outside: bool = False  # read from the mass outside the answers, which only models have
+    needs_scale: bool = False  # only where the dataset declares its options ordered
     signed: bool = False  # best at 0, either side: two systems are compared by its size
     compared: bool = True  # a row of the comparison tables (KL is not: its differences are soft xent's)
+    family: str = "study"  # "study" (the paper's) or "field" (the field's), one table each where space is short
 
     def value(self, inputs: Inputs) -> float:
         """The metric over these items (NaN where it is undefined on all of them)."""
         if self.corpus is not None:
-            return float(self.corpus(inputs))
+            return float(self.corpus(inputs, np.ones((1, len(inputs.p))))[0])
         column = self.per_item(inputs)
         if np.isnan(column).all():
             return float("nan")
         return float(np.nanmean(column))
 
     def applies(self, inputs: Inputs) -> bool:
-        return not self.needs_order or inputs.first is not None
+        return (
+            (not self.needs_order or inputs.first is not None)
+            and (not self.needs_outside or inputs.outside is not None)
+            and (not self.needs_scale or inputs.ordered)
+        )
 
 
 def _tempered(x: Inputs) -> np.ndarray:
@@ -92,12 +108,71 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("accuracy", "accuracy", "", False, per_item=_hit),
     Metric("brier", "Brier", "", True, per_item=lambda x: metrics.brier_items(x.counts, x.p)),
-    Metric("ece", "ECE", "", True, corpus=lambda x: metrics.ece(x.counts, x.p)),
+    Metric("ece", "ECE", "", True, corpus=lambda x, w: metrics.ece_weighted(x.counts, x.p, w)),
     Metric("position_bias", "position bias", "", True, per_item=_position_bias, needs_order=True, signed=True),
     Metric("kl", "KL", "nats", True, per_item=lambda x: metrics.kl_items(x.counts, x.p), compared=False),
+    # The field's: distances between distributions, classification against the majority, and more.
+    Metric(
+        "jsd",
+        "JS divergence",
+        "nats",
+        True,
+        per_item=lambda x: metrics.jensen_shannon_items(x.counts, x.p),
+        family="field",
+    ),
+    Metric(
+        "tv",
+        "total variation",
+        "",
+        True,
+        per_item=lambda x: metrics.total_variation(shares(x.counts), x.p),
+        family="field",
+    ),
+    Metric(
+        "wasserstein",
+        "Wasserstein-1",
+        "",
+        True,
+        per_item=lambda x: metrics.wasserstein1_items(x.counts, x.p),
+        needs_scale=True,
+        family="field",
+    ),
+    Metric(
+        "macro_f1",
+        "macro-F1",
+        "",
+        False,
+        corpus=lambda x, w: metrics.macro_f1_weighted(x.counts, x.p, w),
+        family="field",
+    ),
+    Metric(
+        "balanced_accuracy",
+        "balanced accuracy",
+        "",
+        False,
+        corpus=lambda x, w: metrics.balanced_accuracy_weighted(x.counts, x.p, w),
+        family="field",
+    ),
+    Metric(
+        "entropy_rho",
+        "entropy ρ",
+        "",
+        False,
+        corpus=lambda x, w: metrics.entropy_correlation_weighted(x.counts, x.p, w),
+        family="field",
+    ),
+    Metric(
+        "outside", "mass outside answers", "", True, per_item=lambda x: x.outside, needs_outside=True, family="field"
+    ),
 )
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 COMPARED: tuple[Metric, ...] = tuple(m for m in METRICS if m.compared)
+FAMILIES: dict[str, str] = {"study": "The study's metrics", "field": "The field's metrics"}
+
+
+def compared(family: str | None = None) -> tuple[Metric, ...]:
+    """The compared metrics, in the registry's order; those of one family when given."""
+    return tuple(m for m in COMPARED if family is None or m.family == family)
 
 
 def label(name: str, with_unit: bool = False) -> str:
@@ -116,10 +191,24 @@ def values(inputs: Inputs, chosen: tuple[Metric, ...] = METRICS) -> dict[str, fl
     return {m.name: m.value(inputs) for m in chosen if m.applies(inputs)}
 
 
+# Resamples weighed at once for a corpus metric: a chunk's weights are chunk x items floats.
+_WEIGHT_CELLS = 1_000_000
+
+
+def resample_weights(idx: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each item is drawn in each resample (rows of item indices → rows of counts)."""
+    rows = np.arange(len(idx))[:, None] * n_items
+    return np.bincount((idx + rows).ravel(), minlength=len(idx) * n_items).reshape(len(idx), n_items).astype(float)
+
+
 def resampled(metric: Metric, inputs: Inputs, idx: np.ndarray) -> np.ndarray:
     """The metric on every bootstrap resample (rows of item indices)."""
     if metric.corpus is not None:
-        return np.array([metric.corpus(inputs.subset(i)) for i in idx])
+        n_items = len(inputs.p)
+        chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
+        return np.concatenate(
+            [metric.corpus(inputs, resample_weights(idx[i : i + chunk], n_items)) for i in range(0, len(idx), chunk)]
+        )
     column = metric.per_item(inputs)
     with warnings.catch_warnings():  # a resample with only tied items has no accuracy
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -41,14 +41,27 @@ class Tables:
     def n_items(self) -> int:
         return len(self.evaluation.aligned.items)
 
-    def wide(self) -> pd.DataFrame:
-        """The table as the page shows it: a row per system, "estimate [low, high]" per metric."""
-        return metric_cells(self.metrics, self.systems)
+    def wide(self, family: str = "study") -> pd.DataFrame:
+        """A family's table as the page shows it: a row per system, "estimate [low, high]" per metric."""
+        return metric_cells(self.metrics, self.systems, family)
 
     def metrics_latex(self, what: str = "Metrics") -> str:
-        caption = export.with_warnings(latex.table_caption(what, self.n_items), self.warnings)
+        """The study's metrics as one table, and the field's (where any applies) as a second one."""
         references = [statistics.HUMAN_CEILING] if statistics.HUMAN_CEILING in self.systems else []
-        return latex.metric_table(self.metrics, self.systems, self.best, caption, references=references)
+        present = set(self.metrics["metric"])
+        tables = []
+        for family, title in measures.FAMILIES.items():
+            if not any(m.name in present for m in measures.compared(family)):
+                continue
+            heading = what if family == "study" else f"{what}: {title[0].lower() + title[1:]}"
+            caption = export.with_warnings(latex.table_caption(heading, self.n_items, family=family), self.warnings)
+            label = "tab:ethdash-metrics" if family == "study" else f"tab:ethdash-metrics-{family}"
+            tables.append(
+                latex.metric_table(
+                    self.metrics, self.systems, self.best, caption, label, references=references, family=family
+                )
+            )
+        return "\n".join(tables)
 
 
 def compare(
@@ -93,7 +106,7 @@ def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0, table: pd.Dat
         raise ValueError("fewer than two items are scored by every system")
     table = ev.table(n_resamples, seed) if table is None else table
     models = ev.model_predictions()
-    best = statistics.best_systems(ev.counts, models, table, n_resamples, seed)
+    best = statistics.best_systems(ev.counts, models, table, n_resamples, seed, ordered=ev.ordered)
     paired = [
         ev.paired(p.label, models[0].label, n_resamples, seed).assign(system=p.label, against=models[0].label)
         for p in models[1:]

@@ -40,13 +40,15 @@ class Predictions:
     t: np.ndarray  # per item: temperature
     first: np.ndarray | None = None  # per item: mean P(first-listed option) over both orders (dilemmas)
     calibration: str = ""  # where c and T* come from, said in the table
+    outside: np.ndarray | None = None  # per item: probability outside the answers (models only)
 
-    def inputs(self, counts: np.ndarray) -> measures.Inputs:
-        return measures.Inputs(counts, self.p, self.c, self.t, self.first)
+    def inputs(self, counts: np.ndarray, ordered: bool = False) -> measures.Inputs:
+        return measures.Inputs(counts, self.p, self.c, self.t, self.first, self.outside, ordered)
 
     def subset(self, keep: np.ndarray) -> Predictions:
         first = None if self.first is None else self.first[keep]
-        return Predictions(self.label, self.p[keep], self.c[keep], self.t[keep], first, self.calibration)
+        outside = None if self.outside is None else self.outside[keep]
+        return Predictions(self.label, self.p[keep], self.c[keep], self.t[keep], first, self.calibration, outside)
 
 
 def fitted(counts: object, p: object, has_counts: bool = True) -> tuple[float, float]:
@@ -56,13 +58,22 @@ def fitted(counts: object, p: object, has_counts: bool = True) -> tuple[float, f
     return c, metrics.fit_temperature(counts, p)
 
 
-def with_fit(label: str, p: np.ndarray, c: float, t: float, first=None, calibration: str = "") -> Predictions:
+def with_fit(
+    label: str, p: np.ndarray, c: float, t: float, first=None, calibration: str = "", outside=None
+) -> Predictions:
     n = len(p)
-    return Predictions(label, np.asarray(p, float), np.full(n, c), np.full(n, t), first, calibration)
+    return Predictions(label, np.asarray(p, float), np.full(n, c), np.full(n, t), first, calibration, outside)
 
 
 def cross_fitted(
-    label: str, counts: object, p: object, first=None, folds: int = 2, seed: int = 0, has_counts: bool = True
+    label: str,
+    counts: object,
+    p: object,
+    first=None,
+    folds: int = 2,
+    seed: int = 0,
+    has_counts: bool = True,
+    outside=None,
 ) -> Predictions:
     """c and T* for each item fitted on the other folds (seeded): honest when no held-out data exists."""
     n, pp = as_counts(counts), np.asarray(p, dtype=float)
@@ -74,7 +85,7 @@ def cross_fitted(
             c[inside], t[inside] = np.nan, np.nan
             continue
         c[inside], t[inside] = fitted(n[~inside], pp[~inside], has_counts)
-    return Predictions(label, pp, c, t, first, f"cross-fitted ({folds} folds)")
+    return Predictions(label, pp, c, t, first, f"cross-fitted ({folds} folds)", outside)
 
 
 def human_ceiling(second_counts: object) -> np.ndarray:
@@ -145,10 +156,12 @@ def table_warnings(table: pd.DataFrame) -> list[str]:
     return out
 
 
-def item_metrics(counts: object, pred: Predictions) -> pd.DataFrame:
-    """Per-item values of every mean metric (accuracy: 1/0, NaN where the majority is tied)."""
-    inputs = pred.inputs(as_counts(counts))
-    return pd.DataFrame({m.name: m.per_item(inputs) for m in measures.METRICS if m.per_item is not None})
+def item_metrics(counts: object, pred: Predictions, ordered: bool = False) -> pd.DataFrame:
+    """Per-item values of every mean metric that applies (accuracy: 1/0, NaN where the majority is tied)."""
+    inputs = pred.inputs(as_counts(counts), ordered)
+    return pd.DataFrame(
+        {m.name: m.per_item(inputs) for m in measures.METRICS if m.per_item is not None and m.applies(inputs)}
+    )
 
 
 def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -165,30 +178,40 @@ def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[flo
     return float(estimate), float(low), float(high)
 
 
-def _per_metric(counts: np.ndarray, pred: Predictions, idx: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+def _per_metric(
+    counts: np.ndarray, pred: Predictions, idx: np.ndarray, ordered: bool
+) -> dict[str, tuple[float, np.ndarray]]:
     """Each compared metric's estimate and its value on every resample (none where it is undefined)."""
-    inputs = pred.inputs(counts)
+    inputs = pred.inputs(counts, ordered)
     out = {}
     for metric in measures.COMPARED:
+        if not metric.applies(inputs):
+            continue
         estimate = metric.value(inputs)
-        if metric.corpus is None and np.isnan(estimate):
+        if np.isnan(estimate):  # undefined on these items (entropy ρ of a constant system, accuracy of ties)
             continue
         out[metric.name] = (estimate, measures.resampled(metric, inputs, idx))
     return out
 
 
 def metric_table(
-    counts: object, preds: list[Predictions], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    counts: object,
+    preds: list[Predictions],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    ordered: bool = False,
 ) -> pd.DataFrame:
     """One row per (system, metric): estimate and percentile bootstrap interval over items, and a warning
-    where the sample is small or the row's fitted c or T* is at an end of its search range."""
+    where the sample is small or the row's fitted c or T* is at an end of its search range. `ordered`: the
+    options are a scale (the dataset says so), where distances along it apply."""
     n = as_counts(counts)
     idx = resample_indices(len(n), n_resamples, seed)
     small = small_sample_warning(len(n))
     rows = []
     for pred in preds:
         at_ends = fit_warnings(pred)
-        for name, (estimate, resampled) in _per_metric(n, pred, idx).items():
+        for name, (estimate, resampled) in _per_metric(n, pred, idx, ordered).items():
             est, low, high = _interval(estimate, resampled, level)
             row = _row(pred.label, name, est, low, high, len(n), pred)
             row["warning"] = "; ".join(filter(None, (small, at_ends.get(name))))
@@ -211,12 +234,18 @@ def _row(system: str, name: str, est: float, low: float, high: float, n_items: i
 
 
 def paired_differences(
-    counts: object, a: Predictions, b: Predictions, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    counts: object,
+    a: Predictions,
+    b: Predictions,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    ordered: bool = False,
 ) -> pd.DataFrame:
     """metric(a) − metric(b) per metric, both systems scored on the same resampled items."""
     n = as_counts(counts)
     idx = resample_indices(len(n), n_resamples, seed)
-    ma, mb = _per_metric(n, a, idx), _per_metric(n, b, idx)
+    ma, mb = _per_metric(n, a, idx, ordered), _per_metric(n, b, idx, ordered)
     rows = []
     for metric in measures.COMPARED:
         name = metric.name
@@ -238,7 +267,12 @@ def paired_differences(
 
 
 def best_systems(
-    counts: object, preds: list[Predictions], table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
+    counts: object,
+    preds: list[Predictions],
+    table: pd.DataFrame,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    ordered: bool = False,
 ) -> dict[str, str | None]:
     """Per compared metric, the system with the best estimate (the smallest size for a signed metric) when
     its paired interval against the runner-up excludes 0, else None. Only the systems in `preds` compete
@@ -257,7 +291,7 @@ def best_systems(
         first, runner_up = ranked["system"].iloc[0], ranked["system"].iloc[1]
         if (first, runner_up) not in pairs:
             pairs[first, runner_up] = paired_differences(
-                counts, by_label[first], by_label[runner_up], n_resamples, seed
+                counts, by_label[first], by_label[runner_up], n_resamples, seed, ordered=ordered
             ).set_index("metric")
         name = f"|{metric.name}|" if metric.signed else metric.name
         diff = pairs[first, runner_up].loc[name]

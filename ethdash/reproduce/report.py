@@ -36,13 +36,14 @@ def cell(row: pd.Series | None) -> str:
     return f"{row['estimate']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
 
 
-def metric_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Systems × metrics as report cells."""
+def metric_rows(table: pd.DataFrame, family: str | None = "study") -> pd.DataFrame:
+    """Systems × the family's metrics as report cells (with c and T* beside the study's)."""
     out = {}
+    shown = [m for m in measures.compared(family) if m.name in set(table["metric"])]  # those that apply
     for system, rows in table.groupby("system", sort=False):
         by_metric = {r["metric"]: r for _, r in rows.iterrows()}
-        out[system] = {m.label: cell(by_metric.get(m.name)) for m in measures.COMPARED}
-        if "dirichlet" in by_metric:
+        out[system] = {m.label: cell(by_metric.get(m.name)) for m in shown}
+        if family == "study" and "dirichlet" in by_metric:
             out[system]["c"] = f"{by_metric['dirichlet']['c']:.3g}"
             out[system]["T*"] = f"{by_metric['calibrated_xent']['T']:.3g}"
     return pd.DataFrame.from_dict(out, orient="index")
@@ -240,6 +241,8 @@ def write_report(results: list[ExperimentResult], opts: Options, command: str, n
     for r in results:
         lines += [f"### {r.experiment.title}", ""]
         lines += [markdown(metric_rows(r.table), "system"), ""]
+        lines += [f"{measures.FAMILIES['field']} (defined in the README, Metrics):", ""]
+        lines += [markdown(metric_rows(r.table, "field"), "system"), ""]
         refs = r.references.set_index("reference")["xent"]
         lines += [
             "References (soft xent on the same items): "

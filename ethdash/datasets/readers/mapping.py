@@ -12,6 +12,8 @@ A small mapping says which columns hold the id, the text and the votes of each o
     split = "test"               # optional fixed split (default "all"), or:
     split_column = "part"        # a column that names each record's split
     second_votes = ["y2", "n2"]  # optional: an independent second human sample
+    ordered = true               # optional: the options are a scale, in this order (a Likert item);
+                                 # distances along it (Wasserstein-1) then apply
 
 or, for a judgment published as a distribution (survey shares, or weights), instead of `votes`:
 
@@ -61,6 +63,7 @@ class Mapping:
     annotator: str | None = None  # ... and the column with the annotator's id
     shares: tuple[str, ...] = ()  # instead of votes: a distribution per item (shares or weights)
     respondents: str | int | None = None  # with shares: a column of respondents per item, or one number
+    ordered: bool = False  # the options are a scale, in the order given
     source: str = "mapping"
 
     @property
@@ -108,6 +111,8 @@ class Mapping:
                 isinstance(respondents, str) or (isinstance(respondents, int) and respondents > 0)
             ):
                 bad("respondents", "a column name, or a whole number above 0 for every item")
+        if not isinstance(raw.get("ordered", False), bool):
+            bad("ordered", "true or false: whether the options are a scale, in the order given")
         for key in ("dataset", "text", "id", "title", "split", "split_column", "format", "label", "annotator"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 bad(key, "expected a string")
