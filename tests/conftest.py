@@ -35,8 +35,9 @@ ANECDOTE_SAMPLE = SCRUPLES / "anecdotes" / "sample.scruples-anecdotes.jsonl"
 
 
 # The longest modules first (minutes each, measured on a 2-core machine), so that `make test`'s two
-# processes (pytest-xdist, one module per process) end together instead of one waiting on the last long
-# module. Only the order changes; a module missing here runs after these, in the usual order.
+# processes (pytest-xdist, one module per process, in this order: --no-loadscope-reorder) end together
+# instead of one waiting on the last long module. Only the order changes; a module missing here runs after
+# these, in the usual order.
 LONGEST_FIRST = [
     "test_finetune.py",
     "test_vllm.py",

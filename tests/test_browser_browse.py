@@ -329,3 +329,39 @@ def test_every_outside_string_is_shown_as_text_and_fetches_nothing(chromium_brow
     finally:
         context.close()
         stop_app(app)
+
+
+def test_next_to_annotate_opens_the_queue_and_skips_what_was_judged(page, browser_app):
+    """The annotation queue (issue 17, part 4): in a seeded random order, the items this annotator has not
+    judged, with the progress shown."""
+    from ethdash.annotation_queue import queue
+    from ethdash.datasets import catalog
+    from ethdash.datasets.selection import item_table
+
+    options = ("RIGHT", "WRONG")
+    listed = item_table(browser_app.store, "anecdotes", "sample", "binarized", options)
+    counts = catalog.counts_matrix(listed)
+    browse(page, browser_app.url, "dataset=anecdotes&split=sample&view=binarized")
+    opened = open_item_id(page)
+    page.get_by_test_id("stSidebar").get_by_label("Annotator").fill("bt-queue")
+    page.get_by_test_id("stSidebar").get_by_label("Annotator").press("Enter")
+    settle(page)
+    page.get_by_label("Next to annotate, by").click()
+    page.get_by_role("option", name="random, seeded (the same order on every visit)").click()
+    settle(page)
+    page.get_by_text(f"bt-queue has judged 0 of the {len(listed)} listed items.").wait_for()
+
+    expected = [k for k in queue(listed, counts, set(), "random") if k[1] != opened][0][1]
+    page.get_by_role("button", name="Next to annotate").click()
+    wait_for_item(page, None, expected)
+    settle(page)
+    page.get_by_role("radiogroup", name="Your judgment").get_by_text("WRONG", exact=True).click()
+    page.get_by_role("button", name="Save annotation").click()
+    page.get_by_text("Saved for bt-queue: first save.").wait_for()
+    page.get_by_text(f"bt-queue has judged 1 of the {len(listed)} listed items.").wait_for()
+
+    done = {("sample", expected)}
+    following = queue(listed, counts, done, "random")[0][1]
+    assert following != expected
+    page.get_by_role("button", name="Next to annotate").click()
+    wait_for_item(page, None, following)

@@ -12,12 +12,15 @@ import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import krippendorff
+import numpy as np
 import pandas as pd
 import pytest
 
-from ethdash import adapters
+from ethdash import adapters, annotations, metrics
 from ethdash.datasets import catalog
 from ethdash.datasets.selection import item_table
+from ethdash.evaluation.people import judgment_distribution
 from ethdash.processes import alive
 from ethdash.scoring import background
 
@@ -173,6 +176,42 @@ def test_every_metric_column_is_readable_at_1400_px(page, browser_app, compared,
     # The human ceiling has no mass outside the answers: a dash, not a number.
     ceiling = metrics_grid(page, field[0]).locator("tr").filter(has_text="humans (second sample)")
     assert ceiling.locator("td").last.inner_text().strip() == "—"
+
+
+# --- People: annotators scored like systems, and the agreement among them (issue 17, part 4)
+
+
+def test_annotators_are_scored_beside_the_models_with_their_agreement(page, browser_app, compared):
+    store = browser_app.store
+    picks = {"bt-cmp-Ann": ("action 1", "action 2", "action 1"), "bt-cmp-Ben": ("action 1", "action 1", "action 1")}
+    for person, judgments in picks.items():
+        for item_id, judgment in zip(compared[:3], judgments):
+            note = annotations.Annotation("dilemmas", "test", item_id, person, judgment, 0.75)
+            annotations.save(store, note, OPTIONS)
+    open_compare(page, browser_app.url, ADAPTER)
+    page.get_by_text("People", exact=True).wait_for()
+
+    # α as the krippendorff package computes it from every label on the compared items.
+    labels = annotations.labels(store, "dilemmas", "worse", OPTIONS, "test")
+    here = labels[labels["item_id"].isin(compared)]
+    wide = here.pivot_table(index="annotator", columns="item", values="label", aggfunc="first")
+    codes = wide.apply(lambda column: column.map(lambda v: float("nan") if pd.isna(v) else OPTIONS.index(v)))
+    alpha = krippendorff.alpha(reliability_data=codes.to_numpy(dtype=float), level_of_measurement="nominal")
+    people = here["annotator"].nunique()
+    page.get_by_text(re.compile(rf"Krippendorff's α \(nominal\) among {people} annotators: {alpha:.3f} ")).wait_for()
+
+    # Ann's soft xent: her judgments as distributions (confidence 0.75 on the chosen action), on her items.
+    table = item_table(store, "dilemmas", "test", "worse", OPTIONS).set_index("item_id")
+    counts = np.stack(table.loc[list(compared[:3]), "counts"].to_numpy()).astype(float)
+    chosen = np.array([OPTIONS.index(j) for j in picks["bt-cmp-Ann"]])
+    p = judgment_distribution(chosen, np.full(3, 0.75), 2)
+    header = page.locator("[role=columnheader]", has_text="soft xent")
+    grid = page.get_by_test_id("stDataFrame").filter(has=header).filter(has_text="bt-cmp-Ann")
+    row = grid.locator("tr").filter(has_text="bt-cmp-Ann")
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0].startswith(f"{metrics.soft_xent(counts, p):.3f}"), cells
+    assert grid.locator("tr").filter(has_text=BASE).count() == 1  # the base model on the same three items
+    page.get_by_text("bt-cmp-Ann: 3 items, and the models on the same items").wait_for()
 
 
 # --- 5: background scoring of the slice, cancelling, a killed job

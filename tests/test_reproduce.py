@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import spatial
 
 from ethdash import metrics, orders, settings
 from ethdash.datasets.importer import import_paths
@@ -92,6 +93,11 @@ def test_reproduce_resumes_and_reports_what_the_store_holds(store, shared_data, 
         orders.position_bias(np.stack(ab["probs"].to_numpy()), np.stack(ba["probs"].to_numpy()))
     )
     assert f"| {base} | {xent:.3f} [" in report
+    # The field's metrics too, in their own table: scipy's Jensen–Shannon distance, squared.
+    y = counts / counts.sum(axis=1, keepdims=True)
+    jsd = float(np.mean(spatial.distance.jensenshannon(y, p, axis=1) ** 2))
+    assert reported[(base, "jsd")]["estimate"] == pytest.approx(jsd)
+    assert "The field's metrics" in report and f"| {base} | {jsd:.3f} [" in report
     uniform = next(r["xent"] for r in dilemmas["references"] if r["reference"] == "uniform")
     assert uniform == pytest.approx(np.log(2))
     for figure in ("dilemmas-reliability-single.png", "anecdotes-binarized-scatter-single.png"):

@@ -5,7 +5,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from ethdash import annotations
+from ethdash import annotation_queue, annotations
 from ethdash.datasets import catalog
 from ethdash.datasets.items import RESPONDENTS, SHARES
 from ethdash.datasets.selection import (
@@ -241,6 +241,31 @@ st.subheader("Your annotation")
 annotator = selection.annotator
 if not annotator:
     st.caption("Type your name in the sidebar's *Annotator* box to annotate.")
+else:
+    # The annotation queue: the listed items this annotator has not judged, most informative first.
+    current_rows = annotations.current(store, selection.dataset)
+    mine_done = current_rows[(current_rows["annotator"] == annotator) & current_rows["judgment"].notna()]
+    done = set(zip(mine_done["split"], mine_done["item_id"]))
+    order_col, next_col = st.columns([3, 1])
+    order = order_col.selectbox(
+        "Next to annotate, by", list(annotation_queue.ORDERS), format_func=annotation_queue.ORDERS.get, key="q_order"
+    )
+    system = by_label.get(against) if systems and against != "off" else (systems[0] if systems else None)
+    queue_probs = None
+    if order != "random" and system is not None:
+        _, queue_probs = probabilities(store, system, selection.dataset, selection.split, selection.via)
+    waiting = annotation_queue.queue(shown, catalog.counts_matrix(shown), done, order, queue_probs)
+    waiting = [k for k in waiting if k != (item["split"], item["item_id"])]
+    next_col.button(
+        "Next to annotate",
+        key="q_next",
+        on_click=_go,
+        args=(waiting[0][1],) if waiting else ("",),
+        disabled=not waiting,
+    )
+    listed_done = sum((s, i) in done for s, i in zip(shown["split"], shown["item_id"]))
+    scorer = f" (scores of {ui.md(system.label)})" if order != "random" and system is not None else ""
+    st.caption(f"{ui.md(annotator)} has judged {listed_done} of the {len(shown)} listed items{scorer}.")
 mine = annotations.latest(store, selection.dataset, item["split"], item["item_id"], annotator) if annotator else None
 # The form starts from the annotator's current annotation; its widgets are keyed by that annotation, so
 # that after a save (here or elsewhere) they show what is stored, and saving changes only what was edited.

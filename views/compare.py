@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ethdash import settings
+from ethdash import agreement, annotations, settings
 from ethdash.datasets import catalog
 from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
@@ -11,6 +11,7 @@ from ethdash.errors import EthdashError
 from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, statistics
 from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
+from ethdash.evaluation.people import people_table
 from ethdash.scoring import background
 from ethdash.store import Store
 from views import ui
@@ -291,6 +292,43 @@ if len(labels) >= 2:
 model_preds = ev.model_predictions()
 counts = ev.counts
 items = ev.aligned.items
+
+
+def people_section() -> None:
+    """Agreement among the people who labelled these items, and each of them scored like a system."""
+    labels = annotations.labels(store, selection.dataset, selection.view, options, selection.split)
+    here = labels[labels["item"].isin(items["split"] + "/" + items["item_id"])]
+    st.subheader("People")
+    if here.empty:
+        st.caption(
+            "Nobody has labelled these items: annotate them on Browse (or import per-annotator labels), and each "
+            "annotator is scored here beside the models, with the agreement among them."
+        )
+        return
+    if here["annotator"].nunique() >= 2:
+        alpha = agreement.krippendorff_alpha(here)
+        st.markdown(
+            f"Krippendorff's α (nominal) among {here['annotator'].nunique()} annotators: **{alpha.value:.3f}** "
+            f"[{alpha.low:.3f}, {alpha.high:.3f}] over {alpha.items} items labelled by two people or more."
+        )
+        st.dataframe(agreement.pairwise(here).round(3), hide_index=True, key="agreement_pairs")
+    long = people_table(counts, items, model_preds, here, options, ordered=ev.ordered)
+    if long.empty:
+        st.caption("No annotator has labelled two of these items yet: a person is scored from two items on.")
+        return
+    shown = ["xent", "accuracy", "brier", "jsd", "tv"]
+    for person, rows in long[long["metric"].isin(shown)].groupby("person", sort=False):
+        st.caption(f"{person}: {int(rows['items'].iloc[0])} items, and the models on the same items")
+        st.dataframe(metric_cells(rows, list(dict.fromkeys(rows["system"])), None), key=f"people_{person}")
+    st.caption(
+        "A judgment as a distribution: the chosen option gets the annotator's confidence (1 without one), the "
+        "others share the rest, mixed with the uniform distribution at weight 0.01; pooled: the mean of the "
+        "annotators' distributions. Estimates with 95% bootstrap intervals over that person's items."
+    )
+
+
+people_section()
+
 st.subheader("Reliability")
 reliability = reliability_chart(statistics.reliability(counts, ev.predictions))
 st.plotly_chart(reliability, width="stretch", key="reliability_chart")

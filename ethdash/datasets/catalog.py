@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ethdash.datasets.items import COUNTS, Dataset, LabelView
+from ethdash.errors import EthdashError
 from ethdash.store import Store
 
 
@@ -22,6 +23,18 @@ def datasets(store: Store) -> list[Dataset]:
         label_view = LabelView(view, tuple(options), description or "", judgments, ordered)
         by_dataset.setdefault(dataset, []).append(label_view)
     return [Dataset(name, kind, tuple(by_dataset.get(name, ())), description or "") for name, kind, description in rows]
+
+
+def label_view(store: Store, dataset: str, view: str | None = None) -> LabelView:
+    """A dataset's view by name (default: its first); unknown names are clear errors."""
+    known = {d.name: d for d in datasets(store)}
+    if dataset not in known:
+        raise EthdashError(f"unknown dataset '{dataset}': the store has {', '.join(sorted(known)) or 'none'}")
+    views = known[dataset].views
+    chosen = views[0] if view is None and views else next((v for v in views if v.name == view), None)
+    if chosen is None:
+        raise EthdashError(f"dataset '{dataset}' has no view '{view}' (views: {', '.join(v.name for v in views)})")
+    return chosen
 
 
 def ordered(store: Store, dataset: str, view: str) -> bool:

@@ -195,19 +195,16 @@ def values(inputs: Inputs, chosen: tuple[Metric, ...] = METRICS) -> dict[str, fl
 _WEIGHT_CELLS = 1_000_000
 
 
-def resample_weights(idx: np.ndarray, n_items: int) -> np.ndarray:
-    """How often each item is drawn in each resample (rows of item indices → rows of counts)."""
-    rows = np.arange(len(idx))[:, None] * n_items
-    return np.bincount((idx + rows).ravel(), minlength=len(idx) * n_items).reshape(len(idx), n_items).astype(float)
-
-
 def resampled(metric: Metric, inputs: Inputs, idx: np.ndarray) -> np.ndarray:
     """The metric on every bootstrap resample (rows of item indices)."""
     if metric.corpus is not None:
         n_items = len(inputs.p)
         chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
         return np.concatenate(
-            [metric.corpus(inputs, resample_weights(idx[i : i + chunk], n_items)) for i in range(0, len(idx), chunk)]
+            [
+                metric.corpus(inputs, metrics.resample_weights(idx[i : i + chunk], n_items))
+                for i in range(0, len(idx), chunk)
+            ]
         )
     column = metric.per_item(inputs)
     with warnings.catch_warnings():  # a resample with only tied items has no accuracy
