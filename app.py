@@ -89,7 +89,7 @@ with sidebar_unit:
 
     st.sidebar.divider()
     model = _choice("Model", list(models.registry()), "model")
-    fitting = [t.name for t in templates.available().values() if t.dataset == dataset.name and t.view == view.name]
+    fitting = templates.for_view(dataset.name, view.name)
     template = _choice("Template", fitting, "template") if fitting else None
     registered = [name for name, base, _ in adapters.all_adapters(store) if base == model]
     _synced_from_url("adapters", "sidebar_adapters", lambda v: True)

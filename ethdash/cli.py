@@ -321,6 +321,12 @@ def _score_progress():
 @click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one).")
 @click.option("--adapter", "adapter_names", multiple=True, help="An adapter to compare with the base model; repeat.")
 @click.option("--template", "template_name", required=True, help="The template every system was scored with.")
+@click.option(
+    "--also-template",
+    "also_templates",
+    multiple=True,
+    help="Compare the same systems through this template too (prompt sensitivity); repeat.",
+)
 @click.option("--dataset", required=True)
 @click.option("--split", default=None, help="Default: every split.")
 @click.option("--controversial/--not-controversial", default=None, help="Only (not) controversial items.")
@@ -346,6 +352,7 @@ def evaluate(
     model_name: str | None,
     adapter_names: tuple[str, ...],
     template_name: str,
+    also_templates: tuple[str, ...],
     dataset: str,
     split: str | None,
     controversial: bool | None,
@@ -376,7 +383,7 @@ def evaluate(
     filters = Filters(controversial, tuple(margin), search, tuple(post_types), sample=sample)
     ev, options = paper.compare(
         store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split,
-        Via(backend, server),
+        Via(backend, server), also_templates,
     )  # fmt: skip
     option = options.index(option_name) if option_name in options else 0
     if option_name is not None and option_name not in options:
@@ -406,6 +413,9 @@ def evaluate(
         if len(result.paired):
             click.echo("\nPaired differences (A − B, same resampled items)")
             click.echo(result.paired.to_string(index=False, float_format="{:.4f}".format))
+        if also_templates:
+            click.echo("\nTemplate sensitivity (mean pairwise total variation; argmax agreement)")
+            click.echo(paper.consistency_table(ev).to_string(index=False, float_format="{:.4f}".format))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out is not None:

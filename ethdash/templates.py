@@ -230,6 +230,14 @@ def available() -> dict[str, Template]:
     return found
 
 
+def for_view(dataset: str, view: str | None = None) -> list[str]:
+    """The names of the templates that ask about a dataset (and view): the one named DATASET-VIEW first (the
+    study's question, and what `ethdash templates new` names a dataset's first template), then the rest (the
+    paraphrases) by name."""
+    names = [t.name for t in available().values() if t.dataset == dataset and view in (None, t.view)]
+    return sorted(names, key=lambda n: (n != f"{dataset}-{view}" if view else False, n))
+
+
 def get(name_or_path: str) -> Template:
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.is_file():

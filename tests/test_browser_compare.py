@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ethdash import adapters, annotations, metrics
+from ethdash import adapters, annotations, metrics, orders
 from ethdash.datasets import catalog
-from ethdash.datasets.selection import item_table
+from ethdash.datasets.selection import Filters, apply_filters, item_table
 from ethdash.evaluation.people import judgment_distribution
 from ethdash.processes import alive
 from ethdash.scoring import background
 
-from .browser import open_item_id, settle, sidebar_value
+from .browser import open_item_id, settle, sidebar_value, wait_for_item
 from .helpers import MODEL, make_adapter, score_command, wait_until
 
 pytestmark = pytest.mark.browser
@@ -264,3 +264,64 @@ def test_background_scoring_scores_the_slice_cancels_and_a_killed_job_fails(page
     log.first.wait_for()
     wait_until(lambda: background.get(whole[BASE]["id"])["state"] == "failed", timeout_s=10)
     assert background.get(whole[JOBS_ADAPTER]["id"])["state"] == "cancelled"
+
+
+# --- Prompt sensitivity: the same systems through a paraphrase (issue 17, part 2)
+
+
+def test_a_paraphrased_template_gives_each_system_a_consistency_and_its_most_sensitive_items(
+    page, browser_app, on_app, compared
+):
+    open_compare(page, browser_app.url, ADAPTER)
+    page.get_by_label("Also ask through these templates (prompt sensitivity)").click()
+    page.get_by_role("option", name="dilemmas-worse-numbers", exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+    page.get_by_text("Slice the items").click()
+    page.get_by_label("Search text").fill(SEARCH)
+    page.get_by_label("Search text").press("Enter")
+    settle(page)
+    button = re.compile(rf"^Score the missing items in the background \(\d systems, {SEARCHED} items\)")
+    page.get_by_role("button", name=button).click()
+    page.get_by_text(f"Compared on the {SEARCHED} items scored by every system").wait_for(timeout=600_000)
+    page.get_by_text("Template sensitivity", exact=True).wait_for()
+    settle(page)
+
+    # Each model + adapter's mean pairwise total variation, from the stored scores, computed here.
+    table = item_table(browser_app.store, "dilemmas", "test", "worse", OPTIONS)
+    ids = sorted(apply_filters(table, Filters(search=SEARCH))["item_id"])
+    assert len(ids) == SEARCHED
+    with browser_app.store.connect() as con:
+        rows = con.execute(
+            "SELECT adapter, template, item_id, item_order, probs FROM scores WHERE split = 'test' "
+            "AND template IN ('dilemmas-worse', 'dilemmas-worse-numbers') AND (adapter IS NULL OR adapter = ?) "
+            "ORDER BY item_id",
+            [ADAPTER],
+        ).df()
+    rows = rows[rows["item_id"].isin(ids)]
+
+    def combined(adapter, template) -> np.ndarray:
+        mine = rows[(rows["adapter"].fillna("") == (adapter or "")) & (rows["template"] == template)]
+        ab, ba = (np.stack(mine[mine["item_order"] == o]["probs"].to_numpy()) for o in ("ab", "ba"))
+        return orders.combine(ab, ba)
+
+    consistency = page.get_by_test_id("stDataFrame").filter(
+        has=page.locator("[role=columnheader]", has_text="mean pairwise TV")
+    )
+    for adapter, label in ((None, BASE), (ADAPTER, ADAPTER)):
+        a, b = combined(adapter, "dilemmas-worse"), combined(adapter, "dilemmas-worse-numbers")
+        tv = float(np.mean(0.5 * np.abs(a - b).sum(axis=1)))
+        cells = consistency.locator("tr").filter(has_text=label).first.locator("td").all_inner_texts()
+        numbers = [float(c) for c in cells if re.fullmatch(r"-?\d+\.\d+", c.strip())]
+        assert any(abs(n - tv) < 1e-4 for n in numbers), (label, tv, cells)
+
+    # The base model's most sensitive item opens in Browse.
+    a, b = combined(None, "dilemmas-worse"), combined(None, "dilemmas-worse-numbers")
+    top = ids[int(np.argmax(0.5 * np.abs(a - b).sum(axis=1)))]
+    sensitive = page.get_by_test_id("stDataFrame").filter(
+        has=page.locator("[role=columnheader]", has_text="sensitivity")
+    )
+    sensitive.scroll_into_view_if_needed()
+    box = sensitive.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection box
+    wait_for_item(page, None, top)

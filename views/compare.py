@@ -3,16 +3,16 @@
 import pandas as pd
 import streamlit as st
 
-from ethdash import agreement, annotations, settings
+from ethdash import agreement, annotations, settings, templates
 from ethdash.datasets import catalog
 from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
 from ethdash.errors import EthdashError
-from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, statistics
+from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, sensitivity, statistics
 from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
 from ethdash.evaluation.people import people_table
-from ethdash.scoring import background
+from ethdash.scoring import System, background
 from ethdash.store import Store
 from views import ui
 
@@ -29,6 +29,20 @@ st.caption(
     "Systems: the base model and the adapters chosen in the sidebar, through the template "
     f"`{systems[0].template}`. Add adapters there to compare them."
 )
+# Prompt sensitivity: the same model and adapters asked through other templates (paraphrases) too.
+others = [t for t in templates.for_view(selection.dataset, selection.view) if t != selection.template]
+also = st.multiselect(
+    "Also ask through these templates (prompt sensitivity)",
+    others,
+    key="c_templates",
+    help="Each model and adapter under each template is a system; their consistency across templates is shown below.",
+)
+if also:
+    systems = [
+        System(s.model, s.adapter, template, named_by_template=True)
+        for s in selection.systems
+        for template in (selection.template, *also)
+    ]
 
 with st.expander("Slice the items", expanded=False):
     left, middle, right = st.columns([1, 2, 2])
@@ -328,6 +342,30 @@ def people_section() -> None:
 
 
 people_section()
+
+
+def sensitivity_section() -> None:
+    """Each model + adapter across the templates: its consistency, and the items that move most."""
+    st.subheader("Template sensitivity")
+    consistency = paper.consistency_table(ev)
+    st.dataframe(consistency.round(4), hide_index=True, key="consistency")
+    st.caption(
+        "Per model and adapter, over the compared items and every pair of templates: the mean total variation "
+        "between the two templates' distributions (0: the wording never matters) and how often their most "
+        "probable options agree. Definitions: the README, Metrics."
+    )
+    by_system = paper.by_template(ev)
+    name = st.selectbox("Items most sensitive to the template, for", list(by_system), key="c_sensitive_for")
+    table = sensitivity.most_sensitive(items, by_system[name], options)
+    picked = st.dataframe(table, hide_index=True, key="sensitive_items", on_select="rerun", selection_mode="single-row")
+    st.caption("Pick a row to open the item in Browse.")
+    if picked and picked.selection.rows:
+        row = table.iloc[picked.selection.rows[0]]
+        ui.open_in_browse(row["item_id"], row["split"])
+
+
+if also:
+    sensitivity_section()
 
 st.subheader("Reliability")
 reliability = reliability_chart(statistics.reliability(counts, ev.predictions))

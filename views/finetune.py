@@ -37,7 +37,8 @@ else:
         name = name_col.text_input("Name (the adapter's name)", placeholder="e.g. dilemmas-xent-r8", key="ft_name")
         model = model_col.selectbox("Model", list(models.registry()), key="ft_model")
         loss = loss_col.selectbox("Loss", list(LOSSES), key="ft_loss")
-        fitting = [t.name for t in templates.available().values() if t.dataset == selection.dataset]
+        in_view = templates.for_view(selection.dataset, selection.view)  # the sidebar's view first
+        fitting = in_view + [n for n in templates.for_view(selection.dataset) if n not in in_view]
         data_col, split_col, eval_col, limit_col = st.columns(4)
         template = data_col.selectbox("Template", fitting, key="ft_template")
         splits = catalog.splits(store, selection.dataset)

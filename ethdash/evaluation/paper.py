@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ethdash import adapters, templates
 from ethdash.datasets import catalog
 from ethdash.datasets.selection import Filters
 from ethdash.errors import EthdashError
-from ethdash.evaluation import export, latex, measures, statistics
+from ethdash.evaluation import export, latex, measures, sensitivity, statistics
 from ethdash.evaluation.assemble import CROSS_FIT, Evaluation, evaluate
 from ethdash.evaluation.figures import reliability_chart, scatter_chart
 from ethdash.evaluation.frames import human_vs_model, metric_cells
@@ -74,10 +75,18 @@ def compare(
     filters: Filters | None = None,
     calibration_split: str | None = CROSS_FIT,
     via: service.Via = service.LOCAL,
+    also_templates: tuple[str, ...] = (),
 ) -> tuple[Evaluation, tuple[str, ...]]:
-    """The comparison Compare shows for this choice (the base model and its adapters through one template),
-    and the view's options; unknown names are clear errors."""
+    """The comparison Compare shows for this choice (the base model and its adapters through one template,
+    and through `also_templates` too, each model + adapter + template a system), and the view's options;
+    unknown names are clear errors."""
     tpl = templates.get(template)
+    for other in also_templates:
+        if templates.get(other).view != tpl.view or templates.get(other).dataset != tpl.dataset:
+            raise EthdashError(
+                f"template '{other}' does not ask about {tpl.dataset}'s '{tpl.view}' view as '{template}' does: "
+                f"choose from {', '.join(n for n in templates.for_view(tpl.dataset, tpl.view) if n != template)}"
+            )
     known = {d.name: d for d in catalog.datasets(store)}
     if dataset not in known:
         raise EthdashError(f"unknown dataset '{dataset}': the store has {', '.join(sorted(known)) or 'none'}")
@@ -94,9 +103,40 @@ def compare(
             raise EthdashError(f"unknown {where} '{name}' of {dataset}: choose from {', '.join(splits)}")
     for name in adapter_names:
         adapters.get(store, name)
-    systems = [System(model, name, tpl.name) for name in (None, *adapter_names)]
+    named = bool(also_templates)
+    systems = [
+        System(model, name, t, named_by_template=named)
+        for name in (None, *adapter_names)
+        for t in (tpl.name, *also_templates)
+    ]
     ev = evaluate(store, systems, dataset, split, tpl.view, options, filters, calibration_split, via)
     return ev, options
+
+
+def by_template(ev: Evaluation) -> dict[str, dict[str, np.ndarray]]:
+    """Per model + adapter (its label without a template), its distributions under each template."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for system, pred in zip(ev.systems, ev.predictions):
+        out.setdefault(system.adapter or f"{system.model} (base)", {})[system.template] = pred.p
+    return out
+
+
+def consistency_table(ev: Evaluation) -> pd.DataFrame:
+    """Per model + adapter asked through several templates: its consistency across them (sensitivity)."""
+    rows = []
+    for name, templates_p in by_template(ev).items():
+        if len(templates_p) >= 2:
+            c = sensitivity.consistency(templates_p)
+            rows.append(
+                {
+                    "system": name,
+                    "templates": len(c.templates),
+                    "items": c.items,
+                    "mean pairwise TV": c.total_variation,
+                    "argmax agreement": c.argmax_agreement,
+                }
+            )
+    return pd.DataFrame(rows, columns=["system", "templates", "items", "mean pairwise TV", "argmax agreement"])
 
 
 def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0, table: pd.DataFrame | None = None) -> Tables:

@@ -53,10 +53,12 @@ class System:
     model: str
     adapter: str | None
     template: str
+    named_by_template: bool = False  # several templates are compared: the label names this one
 
     @property
     def label(self) -> str:
-        return self.adapter or f"{self.model} (base)"
+        name = self.adapter or f"{self.model} (base)"
+        return f"{name} · {self.template}" if self.named_by_template else name
 
     def job(self, dataset: str, split: str | None, backend: str = "local", item_ids=None) -> Job:
         return Job(self.model, self.template, dataset, split, self.adapter, backend=backend, item_ids=item_ids)
