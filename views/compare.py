@@ -260,8 +260,9 @@ st.caption(
     "JS divergence (nats, at most ln 2) and total variation between the human and the system's distributions; "
     "macro-F1 and balanced accuracy of the system's most probable option against the majority (tied items "
     "left out); entropy ρ: Spearman correlation over items of the humans' entropy with the system's (higher: it "
-    "hesitates where people disagree); mass outside answers: probability on tokens that are no answer. "
-    "Wasserstein-1 only where the dataset declares its options a scale. Definitions: the README, Metrics."
+    "hesitates where people disagree; not shown where every item has the same vote split); mass outside "
+    "answers: probability on tokens that are no answer. Wasserstein-1 only where the dataset declares its "
+    "options a scale. Definitions: the README, Metrics."
 )
 ref_col, export_col = st.columns([1, 2])
 with ref_col:
@@ -332,7 +333,7 @@ def people_section() -> None:
         return
     shown = ["xent", "accuracy", "brier", "jsd", "tv"]
     for person, rows in long[long["metric"].isin(shown)].groupby("person", sort=False):
-        st.caption(f"{person}: {int(rows['items'].iloc[0])} items, and the models on the same items")
+        st.caption(f"{ui.md(person)}: {int(rows['items'].iloc[0])} items, and the models on the same items")
         st.dataframe(metric_cells(rows, list(dict.fromkeys(rows["system"])), None), key=f"people_{person}")
     st.caption(
         "A judgment as a distribution: the chosen option gets the annotator's confidence (1 without one), the "
