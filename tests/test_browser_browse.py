@@ -345,11 +345,15 @@ def test_next_to_annotate_opens_the_queue_and_skips_what_was_judged(page, browse
     opened = open_item_id(page)
     page.get_by_test_id("stSidebar").get_by_label("Annotator").fill("bt-queue")
     page.get_by_test_id("stSidebar").get_by_label("Annotator").press("Enter")
+    page.get_by_text(f"bt-queue has judged 0 of the {len(listed)} listed items (scores of").wait_for()
     settle(page)
-    page.get_by_label("Next to annotate, by").click()
+    order = page.get_by_label("Next to annotate, by")
+    order.scroll_into_view_if_needed()
+    order.click()
+    order.press_sequentially("random")  # the select box filters its options as one types
     page.get_by_role("option", name="random, seeded (the same order on every visit)").click()
+    page.get_by_text(f"bt-queue has judged 0 of the {len(listed)} listed items.", exact=True).wait_for()
     settle(page)
-    page.get_by_text(f"bt-queue has judged 0 of the {len(listed)} listed items.").wait_for()
 
     expected = [k for k in queue(listed, counts, set(), "random") if k[1] != opened][0][1]
     page.get_by_role("button", name="Next to annotate").click()

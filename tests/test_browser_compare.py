@@ -209,8 +209,8 @@ def test_annotators_are_scored_beside_the_models_with_their_agreement(page, brow
     header = page.locator("[role=columnheader]", has_text="soft xent")
     grid = page.get_by_test_id("stDataFrame").filter(has=header).filter(has_text="bt-cmp-Ann")
     row = grid.locator("tr").filter(has_text="bt-cmp-Ann")
-    cells = row.locator("td").all_inner_texts()
-    assert cells[0].startswith(f"{metrics.soft_xent(counts, p):.3f}"), cells
+    cells = row.locator("td").all_inner_texts()  # the system, then soft xent "estimate [low, high]"
+    assert cells[0] == "bt-cmp-Ann" and cells[1].startswith(f"{metrics.soft_xent(counts, p):.3f} ["), cells
     assert grid.locator("tr").filter(has_text=BASE).count() == 1  # the base model on the same three items
     page.get_by_text("bt-cmp-Ann: 3 items, and the models on the same items").wait_for()
 
@@ -274,9 +274,11 @@ def test_a_paraphrased_template_gives_each_system_a_consistency_and_its_most_sen
     page, browser_app, on_app, compared
 ):
     open_compare(page, browser_app.url, ADAPTER)
-    page.get_by_label("Also ask through these templates (prompt sensitivity)").click()
+    page.get_by_role("combobox", name="Also ask through these templates (prompt sensitivity)").click()
     page.get_by_role("option", name="dilemmas-worse-numbers", exact=True).click()
     page.keyboard.press("Escape")
+    # A system of its own: a row of the coverage grid (its accessible twin in the DOM, not drawn)
+    page.get_by_text(f"{BASE} · dilemmas-worse-numbers").first.wait_for(state="attached")
     settle(page)
     page.get_by_text("Slice the items").click()
     page.get_by_label("Search text").fill(SEARCH)
