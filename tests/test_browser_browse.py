@@ -252,6 +252,7 @@ def test_published_shares_read_as_shares(page, browser_app, tmp_path):
         timeout=120_000
     )
     settle(page)
+    page.locator("[role=columnheader]", has_text="soft xent").first.wait_for(state="attached")  # the metric grid
     headers = page.get_by_test_id("stDataFrame").locator("[role=columnheader]").all_inner_texts()
     assert any("soft xent" in h for h in headers) and not any("Dirichlet" in h for h in headers), headers
 
