@@ -31,8 +31,9 @@ options = tuple(selection.options)
 store = Store()
 with store.connect():  # one unit of work for both reads
     table = item_table(store, selection.dataset, selection.split, selection.view, options)
+    current_annotations = annotations.current(store, selection.dataset)  # tags here, the queue below
     if not table.empty:
-        table = with_tags(table, annotations.current(store, selection.dataset))
+        table = with_tags(table, current_annotations)
 
 st.header(f"{ui.md(selection.dataset)} · {ui.md(selection.split or 'all splits')}")
 if table.empty:
@@ -243,8 +244,9 @@ if not annotator:
     st.caption("Type your name in the sidebar's *Annotator* box to annotate.")
 else:
     # The annotation queue: the listed items this annotator has not judged, most informative first.
-    current_rows = annotations.current(store, selection.dataset)
-    mine_done = current_rows[(current_rows["annotator"] == annotator) & current_rows["judgment"].notna()]
+    mine_done = current_annotations[
+        (current_annotations["annotator"] == annotator) & current_annotations["judgment"].notna()
+    ]
     done = set(zip(mine_done["split"], mine_done["item_id"]))
     order_col, next_col = st.columns([3, 1])
     order = order_col.selectbox(
