@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from ethdash import adapters, annotations
 from ethdash.datasets.selection import Filters, apply_filters, item_table
@@ -81,8 +82,9 @@ def test_a_first_session_as_the_readme_tells_it(page, browser_app, tmp_path):
     page.reload()  # a new session: the URL reopens the item (the filters start afresh)
     wait_for_item(page, None, item["item_id"])
     settle(page)
-    assert page.get_by_label("Tags", exact=True).input_value() == "family, honesty"
-    assert page.get_by_label("Note", exact=True).input_value() == "both are defensible"
+    # (a text area is drawn as a placeholder until it scrolls into view: wait for its value, do not read it once)
+    expect(page.get_by_label("Tags", exact=True)).to_have_value("family, honesty")
+    expect(page.get_by_label("Note", exact=True)).to_have_value("both are defensible")
     assert page.get_by_role("radiogroup", name="Your judgment").get_by_role("radio", name="action 2").is_checked()
     saved = annotations.latest(store, "dilemmas", "test", item["item_id"], "Ada Lovelace")
     assert saved["judgment"] == "action 2" and list(saved["tags"]) == ["family", "honesty"]
