@@ -63,8 +63,8 @@ PROFILES = {
         "a few items and steps, to test the pipeline (not a result)",
         dilemma_train_limit=16,
         dilemma_eval_limit=8,
-        anecdote_train_limit=5,
-        anecdote_eval_limit=3,
+        anecdote_train_limit=2,  # anecdotes are long posts: a few seconds per prompt on one thread
+        anecdote_eval_limit=2,
         dilemma_steps=2,
         anecdote_steps=1,  # Adam's first step is lr·sign(gradient): both losses may give one adapter
         batch_size=4,
