@@ -233,7 +233,21 @@ def data_stats(as_json: bool, draws: int) -> None:
     help="Option orders for dilemmas.",
 )
 @click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
-@click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
+@click.option(
+    "--server",
+    default=None,
+    help="Server URL (default: the one `ethdash serve` started; for a hosted model, its registered URL).",
+)
+@click.option("--top-logprobs", "top_k", type=int, default=None, help="openai backend: k of top_logprobs (default 20).")
+@click.option("--max-requests", type=int, default=None, help="openai backend: send at most N prompts.")
+@click.option("--dry-run", is_flag=True, help="Print how many requests and prompt tokens the job needs; send none.")
+@click.option("--price-per-million", type=float, default=None, help="With --dry-run: USD per million prompt tokens.")
+@click.option(
+    "--repeat",
+    type=int,
+    default=None,
+    help="Then ask each prompt N times more and print how much the answers vary between calls (not stored).",
+)
 def score(
     model_name: str | None,
     adapter: str | None,
@@ -245,6 +259,11 @@ def score(
     order: str,
     backend: str,
     server: str | None,
+    top_k: int | None,
+    max_requests: int | None,
+    dry_run: bool,
+    price_per_million: float | None,
+    repeat: int | None,
 ) -> None:
     """Score items: answer-token probabilities, cached in the store (a rerun continues where it stopped)."""
     from ethdash import scoring
@@ -257,13 +276,20 @@ def score(
     )
     if item_ids is not None:
         _check_items_exist(store, dataset, split, template_name, item_ids, items_file)
-    prepared = service.prepare(store, job, server)
+    if max_requests is not None and max_requests < 1:
+        raise EthdashError(f"--max-requests is at least 1, not {max_requests}")
+    if repeat is not None and repeat < 2:
+        raise EthdashError(f"--repeat is at least 2 (calls to compare), not {repeat}")
+    prepared = service.prepare(store, job, server, top_k=top_k, max_requests=max_requests)
     plan = prepared.plan
     click.echo(
         f"{len(plan.keys)} scores wanted, {len(plan.keys) - len(plan.todo)} already stored, "
         f"{len(plan.todo)} to compute ({backend})",
         err=True,
     )
+    if dry_run:
+        click.echo(service.dry_run(prepared, price_per_million))
+        return
     service.run(store, prepared, _score_progress())
     for item_id, item_order, why in plan.too_long[:10]:
         click.echo(f"not scored: item {item_id} (order {item_order}): {why}", err=True)
@@ -273,6 +299,18 @@ def score(
         f"done: {len(plan.keys)} scores of {job.model}{' + ' + adapter if adapter else ''} with "
         f"{plan.template.name} on {dataset}{'/' + split if split else ''}"
     )
+    if repeat:
+        spread = service.repeat_spread(prepared, repeat)
+        click.echo(
+            f"repeat: {len(spread)} prompts asked {repeat} times each; between calls, the answers' log-probabilities "
+            f"moved by {spread['logprob_range'].mean():.2e} on average (at most {spread['logprob_range'].max():.2e}), "
+            f"their probabilities by {spread['probability_range'].mean():.2e} (at most "
+            f"{spread['probability_range'].max():.2e}); {int((spread['fingerprints'] > 1).sum())} prompts were "
+            "answered under more than one system fingerprint"
+        )
+        moved = spread[spread["probability_range"] > 0].nlargest(5, "probability_range")
+        if len(moved):
+            click.echo(moved.to_string(index=False, float_format="{:.2e}".format))
 
 
 def _item_ids(path: Path) -> tuple[str, ...]:
@@ -342,6 +380,7 @@ def _score_progress():
 @click.option("--option", "option_name", default=None, help="The option the scatter draws (default: the first).")
 @click.option("--backend", type=click.Choice(backends.names()), default="local", show_default=True)
 @click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started).")
+@click.option("--top-logprobs", "top_k", type=int, default=None, help="openai backend: the k scores were asked with.")
 @click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples of items.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -364,6 +403,7 @@ def evaluate(
     option_name: str | None,
     backend: str,
     server: str | None,
+    top_k: int | None,
     resamples: int,
     seed: int,
     out: Path | None,
@@ -383,7 +423,7 @@ def evaluate(
     filters = Filters(controversial, tuple(margin), search, tuple(post_types), sample=sample)
     ev, options = paper.compare(
         store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split,
-        Via(backend, server), also_templates,
+        Via(backend, server, top_k), also_templates,
     )  # fmt: skip
     option = options.index(option_name) if option_name in options else 0
     if option_name is not None and option_name not in options:
@@ -416,6 +456,20 @@ def evaluate(
         if also_templates:
             click.echo("\nTemplate sensitivity (mean pairwise total variation; argmax agreement)")
             click.echo(paper.consistency_table(ev).to_string(index=False, float_format="{:.4f}".format))
+        if any(ev.censored.values()):  # beside the metrics with censored answers at their bound: without them
+            click.echo("\nItems with a censored answer (outside the API's top-k): " + ", ".join(
+                f"{label}: {n}" for label, n in ev.censored.items()
+            ))  # fmt: skip
+            kept, _ = paper.compare(
+                store, model_name, list(adapter_names), template_name, dataset, split, filters, calibration_split,
+                Via(backend, server, top_k), also_templates, leave_out_censored=True,
+            )  # fmt: skip
+            if len(kept.aligned.items) >= 2:
+                without = paper.tables(kept, resamples, seed)
+                click.echo(f"Metrics with those items left out ({without.n_items} items, every system alike)")
+                click.echo(without.wide().replace("\u00a0", " ", regex=True).to_string())
+            else:
+                click.echo("Fewer than two items are left without a censored answer: no metrics without them.")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out is not None:

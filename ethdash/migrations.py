@@ -216,3 +216,12 @@ def _soft_labels(con: duckdb.DuckDBPyConnection) -> None:
 def _ordered_options(con: duckdb.DuckDBPyConnection) -> None:
     # A view whose options are a scale (a dataset's declaration): distances along it (Wasserstein-1) apply.
     con.execute("ALTER TABLE label_views ADD COLUMN ordered BOOLEAN NOT NULL DEFAULT false")
+
+
+@migration(8, "censored answers")
+def _censored_answers(con: duckdb.DuckDBPyConnection) -> None:
+    # An API returns only its top-k tokens: how many of a score's answers were outside them (their
+    # log-probabilities then an upper bound), and the API's system_fingerprint, where it gives one.
+    # (nullable: DuckDB cannot add a NOT NULL column to a table with an index; NULL reads as 0)
+    con.execute("ALTER TABLE scores ADD COLUMN censored INTEGER DEFAULT 0")
+    con.execute("ALTER TABLE scores ADD COLUMN system_fingerprint VARCHAR")

@@ -9,6 +9,15 @@ Built-in entries: the embedded default and the study's three models. Users add t
     location = "/data/llama-3.1-8b-instruct"
     dtype = "bfloat16"         # default float32
     # chat_template = "..."    # optional Jinja text; default: the tokenizer's own
+
+A hosted model (no local weights; scored with `--backend openai` only):
+
+    [[model]]
+    name = "gpt-4o-2024-08-06"
+    source = "api"
+    location = "https://api.openai.com/v1"   # the API's base URL
+    api_model = "gpt-4o-2024-08-06"          # the dated snapshot the API serves (default: name)
+    api_key_env = "OPENAI_API_KEY"           # the environment variable holding the key (never stored)
 """
 
 from __future__ import annotations
@@ -33,6 +42,13 @@ class ModelSpec:
     dtype: str = "float32"
     chat_template: str | None = None
     description: str = ""
+    api_model: str = ""  # source "api": the model name the API serves (a dated snapshot)
+    api_key_env: str = ""  # source "api": the environment variable holding the key, never the key
+
+    @property
+    def hosted(self) -> bool:
+        """Served by an API only: no weights, no tokenizer on this machine."""
+        return self.source == "api"
 
 
 DEFAULT_MODEL = embedded.MODEL_NAME
@@ -82,15 +98,28 @@ def _user_model(entry: dict, where: str) -> ModelSpec:
     name = entry.get("name")
     if not names.valid(name):
         raise EthdashError(f"{where}: {names.refusal('model name', name)}")
-    if entry.get("source") not in ("hf", "path"):
-        raise EthdashError(f"{where}: 'source' is 'hf' or 'path'")
+    if entry.get("source") not in ("hf", "path", "api"):
+        raise EthdashError(f"{where}: 'source' is 'hf', 'path' or 'api'")
     if not isinstance(entry.get("location"), str):
-        raise EthdashError(f"{where}: 'location' (a Hugging Face id or a folder) is required")
+        raise EthdashError(f"{where}: 'location' (a Hugging Face id, a folder, or an API's base URL) is required")
+    if entry["source"] == "api":
+        for key in ("api_model", "api_key_env"):
+            if not isinstance(entry.get(key, ""), str):
+                raise EthdashError(f"{where}: '{key}' is a string")
+        if not entry["location"].startswith(("http://", "https://")):
+            raise EthdashError(f"{where}: an 'api' model's 'location' is the API's base URL (http:// or https://)")
     dtype = entry.get("dtype", "float32")
     if dtype not in DTYPES:
         raise EthdashError(f"{where}: 'dtype' is one of {', '.join(DTYPES)}")
     return ModelSpec(
-        name, entry["source"], entry["location"], dtype, entry.get("chat_template"), entry.get("description", "")
+        name,
+        entry["source"],
+        entry["location"],
+        dtype,
+        entry.get("chat_template"),
+        entry.get("description", ""),
+        entry.get("api_model", "") or (name if entry["source"] == "api" else ""),
+        entry.get("api_key_env", ""),
     )
 
 
@@ -103,6 +132,11 @@ def get(name: str) -> ModelSpec:
 
 def weights_location(spec: ModelSpec) -> str:
     """A folder or Hugging Face id that transformers and vLLM load."""
+    if spec.hosted:
+        raise EthdashError(
+            f"model '{spec.name}' is served by an API ({spec.location}): it has no local weights; "
+            "score it with --backend openai"
+        )
     if spec.source == "embedded":
         return str(embedded.prepare())
     if spec.source == "path" and not Path(spec.location).is_dir():
@@ -118,6 +152,8 @@ def weights_id(spec: ModelSpec, legacy: bool = False) -> str:
     before score key version 2 used (conversion record included), to find their scores. Digests of large
     folders are cached beside them, keyed by file sizes and modification times.
     """
+    if spec.hosted:  # what the API serves under that (dated) name is all that can be known
+        return f"api:{spec.location.rstrip('/')}:{spec.api_model}"
     location = Path(weights_location(spec))
     if not location.is_dir():  # a hub id: its name is all we know before download
         return f"hf:{spec.location}"

@@ -98,7 +98,7 @@ def test_concurrent_commands_wait_for_each_other_instead_of_failing(store, tmp_p
 
 def test_a_store_locked_for_too_long_gives_a_clear_error(store):
     import_paths(store, [demo_dir()])
-    holder = hold_store(6.0)
+    holder = hold_store(20.0)  # longer than the command takes to start on a busy machine (6 s was not)
     try:
         result = run_cli("data", "stats", env={"ETHDASH_LOCK_TIMEOUT": "1"})
     finally:

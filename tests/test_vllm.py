@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ethdash import adapters, models, scoring
+from ethdash import adapters, models, scoring, templates
 from ethdash.datasets.importer import import_paths
 from ethdash.errors import EthdashError
 from ethdash.scoring.backends import Request, vllm_server
@@ -223,6 +223,112 @@ def test_a_fine_tuned_adapter_is_loaded_by_the_running_server_and_scores_alike(w
 def count(store, backend: str) -> int:
     with store.connect() as con:
         return con.execute("SELECT count(*) FROM scores WHERE backend = ? AND adapter IS NULL", [backend]).fetchone()[0]
+
+
+def _scores(store, backend_like: str, model: str = MODEL) -> dict:
+    with store.connect() as con:
+        rows = con.execute(
+            "SELECT item_id, item_order, answer_logprobs, probs, censored, created_at FROM scores "
+            "WHERE adapter IS NULL AND model = ? AND backend_id LIKE ?",
+            [model, backend_like],
+        ).fetchall()
+    return {(r[0], r[1]): {"lp": np.array(r[2]), "p": np.array(r[3]), "censored": r[4], "at": r[5]} for r in rows}
+
+
+def test_the_chat_api_gives_the_local_probabilities_and_censors_outside_a_small_top_k(world):
+    """Issue 17: through `ethdash serve`'s chat API (the server tokenizes, with the model's own chat template),
+    the base model's probabilities equal the local backend's; with top_logprobs 1, an answer outside the
+    returned token is recorded at that token's log-probability (a bound) and flagged, never as zero."""
+    store, url = world["store"], world["info"].url
+    args = score_command("--split", "dev", "--limit", "6")[3:]
+    for extra in (["--backend", "local"], ["--backend", "openai"], ["--backend", "openai", "--top-logprobs", "1"]):
+        result = run_cli(*args, *extra)
+        assert result.returncode == 0, result.stderr
+    local = _scores(store, "local")
+    top20 = _scores(store, f"openai:{url}/v1:{MODEL}:top20")
+    top1 = _scores(store, f"openai:{url}/v1:{MODEL}:top1")
+    assert len(top20) == len(top1) == 12 and set(top20) <= set(local)
+
+    # The local reference for what the API sums: "A" and " A" (and "B", " B"), from the full vocabulary.
+    spec = models.get(MODEL)
+    prompter = Prompter(spec)
+    plan = scoring.plan(store, scoring.Job(MODEL, "dilemmas-worse", "dilemmas", "dev", limit=6))
+    rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
+    variants = [prompter.tokenizer.encode(t, add_special_tokens=False) for t in ("A", " A", "B", " B")]
+    assert all(len(v) == 1 for v in variants)
+    keys = sorted(top20)
+    requests = [Request(prompter.prompt_ids(plan.template, rows[i], o), tuple(v[0] for v in variants)) for i, o in keys]
+    full = np.stack([r.answer_logprobs for r in LocalScorer(spec).score(requests)])
+    for (key, api), lp in zip(((k, top20[k]) for k in keys), full):
+        reference = np.logaddexp(lp[[0, 2]], lp[[1, 3]])  # each answer with its spaced variant
+        np.testing.assert_allclose(api["lp"], reference, atol=2e-3)
+        np.testing.assert_allclose(api["p"], local[key]["p"], atol=1e-4)
+        assert api["censored"] == 0
+        # top_logprobs 1: an answer other than the one returned token is censored, at that token's value: an
+        # upper bound (never below the answer's own value), never a zero
+        one = top1[key]
+        assert one["censored"] in (1, 2) and np.all(np.isfinite(one["lp"]))
+        assert np.all(one["lp"] >= api["lp"] - 1e-3)
+        assert one["lp"][0] == pytest.approx(one["lp"][1])  # both at the returned token's log-probability
+        if one["censored"] == 1:  # the returned token is the likelier answer
+            assert one["lp"].max() == pytest.approx(api["lp"].max(), abs=1e-3)
+
+    # evaluate shows the metrics with censored answers at their bound and says what is left without them
+    result = run_cli(
+        "evaluate", "--template", "dilemmas-worse", "--dataset", "dilemmas", "--split", "dev", "--backend",
+        "openai", "--top-logprobs", "1", "--resamples", "100",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Items with a censored answer (outside the API's top-k): {MODEL} (base): 6" in result.stdout
+    assert "Fewer than two items are left without a censored answer" in result.stdout
+    assert "count it at its bound" in result.stderr
+
+
+def test_a_hosted_model_from_the_registry_with_a_dry_run_a_key_and_a_budget(world):
+    """A model with no local weights (`source = "api"`), here served by the same real server: the dry run
+    counts requests and prompt tokens and prices them, the key comes from the named variable (never shown),
+    and --max-requests stops sending; what was computed is kept and the next run goes on."""
+    store, url = world["store"], world["info"].url
+    registry = world["home"] / "models.toml"
+    registry.write_text(
+        f'[[model]]\nname = "hosted-smol"\nsource = "api"\nlocation = "{url}/v1"\napi_model = "{MODEL}"\n'
+        'api_key_env = "ETHDASH_TEST_API_KEY"\n'
+    )
+    try:
+        args = [*score_command("--split", "dev", "--limit", "4")[3:], "--model", "hosted-smol", "--backend", "openai"]
+        dry = run_cli(*args, "--dry-run", "--price-per-million", "2.5")
+        assert dry.returncode == 0, dry.stderr
+        template = templates.get("dilemmas-worse")
+        plan = scoring.plan(store, scoring.Job(MODEL, "dilemmas-worse", "dilemmas", "dev", limit=4))
+        messages = [m for r in plan.items.itertuples() for o in ("ab", "ba") for m in template.messages(r._asdict(), o)]
+        chars = sum(len(m["content"]) for m in messages)
+        tokens = -(-chars // 4)
+        assert f"dry run: 8 requests, {tokens:,} prompt tokens (estimated" in dry.stdout
+        assert f"about {tokens * 2.5 / 1e6:.2f} USD at 2.5 per million; nothing sent" in dry.stdout
+        assert _scores(store, "openai:%", "hosted-smol") == {}
+
+        missing = run_cli(*args)
+        assert missing.returncode != 0 and "ETHDASH_TEST_API_KEY (its API key) is not set" in missing.stderr
+
+        key = {"ETHDASH_TEST_API_KEY": "sk-never-shown"}
+        spent = run_cli(*args, "--max-requests", "5", env=key)
+        assert spent.returncode != 0 and "--max-requests 5" in spent.stderr
+        assert "sk-never-shown" not in spent.stdout + spent.stderr
+        first = _scores(store, f"openai:{url}/v1:{MODEL}:top20", "hosted-smol")
+        assert len(first) == 5
+        done = run_cli(*args, env=key)
+        assert done.returncode == 0, done.stderr
+        after = _scores(store, f"openai:{url}/v1:{MODEL}:top20", "hosted-smol")
+        assert len(after) == 8 and all(after[k]["at"] == v["at"] for k, v in first.items())
+        repeated = run_cli(*args, "--repeat", "2", env=key)  # asked twice more, nothing stored
+        assert repeated.returncode == 0, repeated.stderr
+        assert "repeat: 8 prompts asked 2 times each" in repeated.stdout
+        assert _scores(store, f"openai:{url}/v1:{MODEL}:top20", "hosted-smol") == after
+        served = _scores(store, f"openai:{url}/v1:{MODEL}:top20")  # the same server, asked for the model by name
+        for k in set(after) & set(served):
+            np.testing.assert_allclose(after[k]["lp"], served[k]["lp"], atol=1e-6)
+    finally:
+        registry.unlink()
 
 
 def test_a_server_killed_in_the_middle_of_a_run(world):

@@ -19,12 +19,14 @@ from ethdash.store import Store
 
 def per_item(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per item from stored scores: p in vote order (orders averaged for dilemmas), P(first-listed)
-    for dilemmas, mean outside mass. Dilemmas scored in only one order are left out: not comparable."""
-    columns = ["split", "item_id", "p", "first", "outside_mass"]
+    for dilemmas, mean outside mass, and how many answers an API left outside its top-k (`censored`, both
+    orders together). Dilemmas scored in only one order are left out: not comparable."""
+    columns = ["split", "item_id", "p", "first", "outside_mass", "censored"]
     if scores.empty:
         return pd.DataFrame(columns=columns)
+    scores = scores.assign(censored=scores["censored"].fillna(0).astype(int) if "censored" in scores else 0)
     if set(scores["item_order"]) <= {"-"}:
-        out = scores[["split", "item_id", "outside_mass"]].copy()
+        out = scores[["split", "item_id", "outside_mass", "censored"]].copy()
         out["p"] = [np.asarray(v, dtype=float) for v in scores["probs"]]
         out["first"] = np.nan
         return out[columns].reset_index(drop=True)
@@ -40,6 +42,7 @@ def per_item(scores: pd.DataFrame) -> pd.DataFrame:
             "p": list(orders.combine(p_ab, p_ba)),
             "first": 0.5 * (p_ab[:, 0] + p_ba[:, 1]),
             "outside_mass": 0.5 * (ab.loc[both, "outside_mass"].to_numpy() + ba.loc[both, "outside_mass"].to_numpy()),
+            "censored": ab.loc[both, "censored"].to_numpy() + ba.loc[both, "censored"].to_numpy(),
         }
     )
     return out[columns]
@@ -50,7 +53,7 @@ def probabilities(
 ) -> tuple[int, pd.DataFrame]:
     """(items in the selection, per-item probabilities of those already scored by this backend)."""
     with store.connect():
-        prepared = service.prepare(store, system.job(dataset, split, via.backend), via.server)
+        prepared = service.prepare(store, system.job(dataset, split, via.backend), via.server, top_k=via.top_k)
         return len(prepared.plan.items), per_item(service.scores(store, prepared))
 
 
@@ -71,6 +74,18 @@ class Aligned:
     def outside(self, label: str) -> np.ndarray:
         """Per item, the probability the system put outside the answers (both orders' mean for dilemmas)."""
         return self.probs[label]["outside_mass"].to_numpy(dtype=float)
+
+    def censored(self, label: str) -> np.ndarray:
+        """Per item, whether an answer was outside the API's top-k (its probability then at its bound)."""
+        return self.probs[label]["censored"].to_numpy(dtype=float) > 0
+
+    def without(self, drop: np.ndarray) -> Aligned:
+        """The same systems over the items not dropped."""
+        keep = ~np.asarray(drop, dtype=bool)
+        return Aligned(
+            self.items[keep].reset_index(drop=True),
+            {label: frame[keep].reset_index(drop=True) for label, frame in self.probs.items()},
+        )
 
     def first(self, label: str) -> np.ndarray | None:
         first = self.probs[label]["first"].to_numpy(dtype=float)

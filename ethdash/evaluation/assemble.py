@@ -33,6 +33,24 @@ class Evaluation:
     calibration: dict[str, str] = field(default_factory=dict)  # label → where c and T* come from
     judgments: str = COUNTS  # what the view's numbers are (items.JUDGMENTS)
     ordered: bool = False  # the view's options are a scale (Wasserstein-1 applies)
+    censored: dict[str, int] = field(default_factory=dict)  # label → compared items with a censored answer
+    censored_left_out: int = 0  # items left out because some system's answer was censored there
+
+    def censored_note(self) -> str | None:
+        """Which systems' answers an API left outside its top-k, and how the metrics treat them."""
+        hit = {label: n for label, n in self.censored.items() if n}
+        if not hit and not self.censored_left_out:
+            return None
+        who = ", ".join(f"{label}: {n}" for label, n in hit.items())
+        if self.censored_left_out:
+            return (
+                f"{self.censored_left_out} items where an answer was outside the API's top-k (censored) are left "
+                "out, for every system alike."
+            )
+        return (
+            f"Items with a censored answer (outside the API's top-k; {who}) count it at its bound, the k-th "
+            "log-probability, renormalised: an upper bound on that answer's probability."
+        )
 
     @property
     def has_counts(self) -> bool:
@@ -93,13 +111,20 @@ def evaluate(
     fits: dict[str, tuple[float, float]] | None = None,
     keep: set[tuple[str, str]] | None = None,
     fits_source: str = "given",
+    leave_out_censored: bool = False,
 ) -> Evaluation:
     """fits: c and T* per system label fitted elsewhere (a run's held-out part); they win over
-    calibration_split, which wins over cross-fitting."""
+    calibration_split, which wins over cross-fitting. leave_out_censored: compare only the items where no
+    system's answer was censored (the same rule for every system, so paired differences stay paired)."""
     with store.connect():  # one unit of work for every read
         judgments, ordered = catalog.judgments(store, dataset, view), catalog.ordered(store, dataset, view)
         table, per_system, coverage = load(store, systems, dataset, split, view, options, filters, via, keep)
         aligned = align(table, per_system)
+        censored = {s.label: int(aligned.censored(s.label).sum()) for s in systems}
+        left_out = 0
+        if leave_out_censored and any(censored.values()):
+            drop = np.any([aligned.censored(s.label) for s in systems], axis=0)
+            aligned, left_out = aligned.without(drop), int(drop.sum())
         overlap = {s.label: training_overlap(store, s.adapter, dataset, aligned.items) for s in systems if s.adapter}
         cal_fits = dict(fits or {})
         if calibration_split is not None:
@@ -110,7 +135,9 @@ def evaluate(
                         cal_fits[system.label] = fit
     predictions, sources = [], {}
     if len(aligned.items) == 0:
-        return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments, ordered)
+        return Evaluation(
+            systems, aligned, predictions, coverage, overlap, sources, judgments, ordered, censored, left_out
+        )
     counts = aligned.counts
     for system in systems:
         p, first, outside = aligned.p(system.label), aligned.first(system.label), aligned.outside(system.label)
@@ -127,7 +154,7 @@ def evaluate(
     ceiling = human_ceiling(aligned)
     if ceiling is not None:
         predictions.append(ceiling)
-    return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments, ordered)
+    return Evaluation(systems, aligned, predictions, coverage, overlap, sources, judgments, ordered, censored, left_out)
 
 
 def load(

@@ -76,6 +76,7 @@ def compare(
     calibration_split: str | None = CROSS_FIT,
     via: service.Via = service.LOCAL,
     also_templates: tuple[str, ...] = (),
+    leave_out_censored: bool = False,
 ) -> tuple[Evaluation, tuple[str, ...]]:
     """The comparison Compare shows for this choice (the base model and its adapters through one template,
     and through `also_templates` too, each model + adapter + template a system), and the view's options;
@@ -109,7 +110,10 @@ def compare(
         for name in (None, *adapter_names)
         for t in (tpl.name, *also_templates)
     ]
-    ev = evaluate(store, systems, dataset, split, tpl.view, options, filters, calibration_split, via)
+    ev = evaluate(
+        store, systems, dataset, split, tpl.view, options, filters, calibration_split, via,
+        leave_out_censored=leave_out_censored,
+    )  # fmt: skip
     return ev, options
 
 
@@ -157,7 +161,7 @@ def tables(ev: Evaluation, n_resamples: int = 1000, seed: int = 0, table: pd.Dat
         else pd.DataFrame(columns=["system", "against", "metric", "difference", "low", "high", "favours"])
     )
     paired_frame["metric"] = paired_frame["metric"].map(measures.readable)
-    notes = [*statistics.table_warnings(table), *filter(None, [ev.judgments_note()])]
+    notes = [*statistics.table_warnings(table), *filter(None, [ev.judgments_note(), ev.censored_note()])]
     return Tables(ev, table[TABLE_COLUMNS], ev.references(), paired_frame, best, notes)
 
 

@@ -24,7 +24,7 @@ from ethdash.adapters import Adapter
 from ethdash.datasets import catalog
 from ethdash.errors import EthdashError
 from ethdash.migrations import utc_now
-from ethdash.scoring.backends import Request, Result, Scorer
+from ethdash.scoring.backends import BudgetSpent, Request, Result, Scorer
 from ethdash.scoring.prompting import Prompter, PromptTooLong
 from ethdash.store import Store
 
@@ -247,31 +247,78 @@ def run(
     store: Store,
     p: Plan,
     scorer: Scorer,
-    prompter: Prompter,
+    prompter: Prompter | None,
     progress: Callable[[Progress], None] | None = None,
     chunk: int = CHUNK,
 ) -> int:
-    """Compute and store every score of the plan that is not stored yet. Returns how many were computed."""
-    answer_ids = prompter.answer_ids(p.template)
-    rows = {row.item_id: row._asdict() for row in p.items.itertuples()}
+    """Compute and store every score of the plan that is not stored yet. Returns how many were computed.
+
+    `prompter` None: the backend's server tokenizes; requests carry the chat messages and answer texts."""
     started = time.perf_counter()
     done = 0
+    rows = item_rows(p)
     for start in range(0, len(p.todo), chunk):
-        part, requests = [], []
-        for k in p.todo[start : start + chunk]:
-            try:
-                ids = prompter.prompt_ids(p.template, rows[k["item_id"]], k["item_order"])
-            except PromptTooLong as exc:  # refused, never sent: the others are scored
-                p.too_long.append((k["item_id"], k["item_order"], str(exc)))
-                continue
-            part.append(k)
-            requests.append(Request(ids, answer_ids, p.adapter))
+        part, requests = requests_for(p, p.todo[start : start + chunk], prompter, rows)
         if requests:
-            _write(store, p, part, scorer.score(requests))
+            try:
+                results = scorer.score(requests)
+            except BudgetSpent as exc:  # what was computed before the budget ran out is kept
+                _write(store, p, part[: len(exc.results)], exc.results)
+                raise
+            _write(store, p, part, results)
         done += len(part)
         if progress:
             progress(Progress(done, len(p.todo), len(p.keys) - len(p.todo), time.perf_counter() - started))
     return done
+
+
+def item_rows(p: Plan) -> dict[str, dict]:
+    """The plan's items by id, as the template reads them."""
+    return {row.item_id: row._asdict() for row in p.items.itertuples()}
+
+
+def requests_for(
+    p: Plan, keys: list[dict], prompter: Prompter | None, rows: dict[str, dict] | None = None
+) -> tuple[list[dict], list[Request]]:
+    """The requests for these keys of the plan, and the keys they are for (a prompt too long for the model is
+    left out, and noted in `p.too_long`). `prompter` None: for a server that tokenizes. `rows`: `item_rows(p)`
+    where the caller has it."""
+    if prompter is None:
+        check_chat(p)
+        answer_texts = tuple(a.token for a in p.template.answers)
+    else:
+        answer_ids = prompter.answer_ids(p.template)
+    rows = item_rows(p) if rows is None else rows
+    part, requests = [], []
+    for k in keys:
+        item = rows[k["item_id"]]
+        if prompter is None:
+            part.append(k)
+            requests.append(Request((), (), None, tuple(p.template.messages(item, k["item_order"])), answer_texts))
+            continue
+        try:
+            ids = prompter.prompt_ids(p.template, item, k["item_order"])
+        except PromptTooLong as exc:  # refused, never sent: the others are scored
+            p.too_long.append((k["item_id"], k["item_order"], str(exc)))
+            continue
+        part.append(k)
+        requests.append(Request(ids, answer_ids, p.adapter))
+    return part, requests
+
+
+def check_chat(p: Plan) -> None:
+    """What a chat API cannot be asked: to continue an assistant turn, or to apply an adapter."""
+    if p.template.assistant_prefix:
+        raise EthdashError(
+            f"template '{p.template.name}' starts the assistant's answer with {p.template.assistant_prefix!r}: a "
+            "chat API cannot continue an assistant turn; use a template without assistant_prefix, or --backend "
+            "vllm / local"
+        )
+    if p.adapter is not None:
+        raise EthdashError(
+            f"the openai backend asks the served model itself: score adapter '{p.adapter.name}' with --backend "
+            "vllm (which loads it on the server) or local"
+        )
 
 
 def distribution(answer_logprobs: np.ndarray) -> tuple[np.ndarray, float]:
@@ -293,6 +340,8 @@ def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> No
                 "probs": probs.tolist(),
                 "answer_logprobs": np.asarray(result.answer_logprobs).tolist(),
                 "outside_mass": outside,
+                "censored": int(sum(result.censored)),
+                "system_fingerprint": result.fingerprint,
                 "seconds": result.seconds,
                 "created_at": now,
             }
@@ -301,7 +350,7 @@ def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> No
     columns = (
         "score_key, dataset, split, item_id, item_hash, model, model_weights, adapter, adapter_hash, template, "
         "template_hash, item_order, backend, dtype, probs, answer_logprobs, outside_mass, seconds, created_at, "
-        "prompt_hash, backend_id"
+        "prompt_hash, backend_id, censored, system_fingerprint"
     )
     with store.transaction() as con:
         con.register("new_scores", frame)

@@ -8,11 +8,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from ethdash import models
 from ethdash.scoring import backends, jobs
 from ethdash.scoring.backends import Connection
+from ethdash.scoring.backends.openai import prompt_tokens_estimate
 from ethdash.scoring.prompting import Prompter
 from ethdash.store import Store
 
@@ -25,6 +27,7 @@ class Via:
 
     backend: str = "local"
     server: str | None = None
+    top_k: int | None = None  # the openai backend's k of top_logprobs (None: its default)
 
 
 LOCAL = Via()
@@ -38,10 +41,10 @@ class Prepared:
     connection: Connection
 
 
-def prepare(store: Store, job: jobs.Job, server: str | None = None) -> Prepared:
+def prepare(store: Store, job: jobs.Job, server: str | None = None, **options) -> Prepared:
     """Resolve the job's names and backend and find what is missing; loads no model (a server is asked
-    what it serves)."""
-    connection = backends.get(job.backend).connect(models.get(job.model), server)
+    what it serves). `options` go to the backend (see `backends.Backend`)."""
+    connection = backends.get(job.backend).connect(models.get(job.model), server, **options)
     return Prepared(jobs.plan(store, job, connection.dtype, connection.identity()), connection)
 
 
@@ -51,7 +54,55 @@ def run(store: Store, prepared: Prepared, progress: Callable[[jobs.Progress], No
         return 0
     with prepared.connection.lock:
         scorer = prepared.connection.scorer()
-        return jobs.run(store, prepared.plan, scorer, _prompter(prepared.plan.spec), progress)
+        prompter = _prompter(prepared.plan.spec) if prepared.connection.tokenizes else None
+        return jobs.run(store, prepared.plan, scorer, prompter, progress)
+
+
+def dry_run(prepared: Prepared, price_per_million: float | None = None) -> str:
+    """What the job would send: requests and prompt tokens (counted with the model's tokenizer where this
+    machine has it, else estimated), and their cost at a price per million prompt tokens."""
+    plan = prepared.plan
+    rows = jobs.item_rows(plan)
+    if plan.spec.hosted:
+        chars = sum(
+            len(m["content"]) for k in plan.todo for m in plan.template.messages(rows[k["item_id"]], k["item_order"])
+        )
+        tokens, how = prompt_tokens_estimate(chars), "estimated at 4 characters a token, chat markup not counted"
+    else:
+        _, requests = jobs.requests_for(plan, plan.todo, _prompter(plan.spec), rows)  # too long: left out, noted
+        tokens = sum(len(r.prompt_ids) for r in requests)
+        how = f"counted with {plan.spec.name}'s tokenizer and chat template"
+    sent = len(plan.todo) - len(plan.too_long)
+    line = f"dry run: {sent} requests, {tokens:,} prompt tokens ({how})"
+    if price_per_million is not None:
+        line += f", about {tokens * price_per_million / 1e6:.2f} USD at {price_per_million:g} per million"
+    return line + "; nothing sent"
+
+
+def repeat_spread(prepared: Prepared, times: int) -> pd.DataFrame:
+    """Each of the job's prompts asked `times` times: per prompt, how far apart the answers' log-probabilities
+    and their renormalised probabilities came out between calls (max − min, largest over the answers), and
+    how many distinct system fingerprints answered. Nothing is stored."""
+    plan = prepared.plan
+    with prepared.connection.lock:
+        scorer = prepared.connection.scorer()
+        prompter = _prompter(plan.spec) if prepared.connection.tokenizes else None
+        keys, requests = jobs.requests_for(plan, plan.keys, prompter)
+        calls = [scorer.score(requests) for _ in range(times)]
+    rows = []
+    for i, key in enumerate(keys):
+        lp = np.stack([call[i].answer_logprobs for call in calls])
+        p = np.stack([jobs.distribution(x)[0] for x in lp])
+        rows.append(
+            {
+                "item_id": key["item_id"],
+                "item_order": key["item_order"],
+                "logprob_range": float((lp.max(axis=0) - lp.min(axis=0)).max()),
+                "probability_range": float((p.max(axis=0) - p.min(axis=0)).max()),
+                "fingerprints": len({call[i].fingerprint for call in calls}),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def scores(store: Store, prepared: Prepared) -> pd.DataFrame:

@@ -3,6 +3,9 @@
 Every backend takes the same `Request`s (prompts already tokenized, so that both backends see
 identical token ids) and returns the raw log-probabilities of the answer tokens under the full
 vocabulary. Renormalising over the answer set, and mapping onto the votes, happens elsewhere.
+A backend whose server tokenizes (an OpenAI-compatible API: `Connection.tokenizes` false) gets the chat
+messages and the answers' texts instead, and may return an answer as censored: outside the API's top-k,
+its log-probability then an upper bound (the k-th one), never a zero.
 
 A backend registers itself in its own module (`register(Backend(...))`), and every module of this package
 is imported with it: the CLI's `--backend` choices, the pages and `reproduce` read the registry, so a new
@@ -31,12 +34,17 @@ class Request:
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]
     adapter: Adapter | None = None
+    # For a server that tokenizes: the chat messages and the answers' texts (template order).
+    messages: tuple[dict[str, str], ...] = ()
+    answer_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Result:
     answer_logprobs: np.ndarray  # log p(answer token | prompt) under the full vocabulary
     seconds: float  # compute time attributed to this request
+    censored: tuple[bool, ...] = ()  # per answer: outside the returned top-k, its log-probability a bound
+    fingerprint: str | None = None  # the API's system_fingerprint, where it gives one
 
 
 class Scorer(Protocol):
@@ -57,12 +65,23 @@ class Connection:
     scorer: Callable[[], Scorer]
     lock: AbstractContextManager = field(default_factory=contextlib.nullcontext)
     identity: Callable[[], str] = lambda: "local"
+    tokenizes: bool = True  # false: the server tokenizes (requests carry messages and answer texts)
+
+
+class BudgetSpent(EthdashError):
+    """A backend's request budget ran out in the middle of a batch: `results` are those of its first
+    requests, computed (and paid for) before it did, for the caller to store."""
+
+    def __init__(self, message: str, results: list[Result]):
+        super().__init__(message)
+        self.results = results
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A scoring backend, as `--backend` names it. `connect(spec, server)` reads no weights: loading waits
-    for `Connection.scorer`."""
+    """A scoring backend, as `--backend` names it. `connect(spec, server, **options)` reads no weights:
+    loading waits for `Connection.scorer`. Options a backend does not take are ignored (`top_k`,
+    `max_requests`: the openai backend's)."""
 
     name: str
     description: str

@@ -141,7 +141,7 @@ def _loaded(spec: ModelSpec) -> LocalScorer:
     return LocalScorer(spec)
 
 
-def _connect(spec: ModelSpec, server: str | None) -> Connection:
+def _connect(spec: ModelSpec, server: str | None, **_options) -> Connection:
     if server:
         raise EthdashError("the local backend takes no server URL: use --backend vllm with --server")
     return Connection(spec.dtype, lambda: _loaded(spec), _LOCKS[spec])

@@ -187,7 +187,7 @@ def _top_logprobs(body: dict) -> dict[int, float]:
     return {int(k.removeprefix("token_id:")): float(v) for k, v in top.items()}
 
 
-def _connect(spec: models.ModelSpec, server: str | None) -> Connection:
+def _connect(spec: models.ModelSpec, server: str | None, **_options) -> Connection:
     """The server given, else the one `ethdash serve` recorded for this model (nothing is contacted yet)."""
     from ethdash.scoring.backends import vllm_server
 
