@@ -489,6 +489,119 @@ def evaluate(
         click.echo(f"\n{len(paths)} files written to {out}")
 
 
+def _stated_options(command):
+    """The options `stated run` and `stated compare` share: which model asks, through which backend, on what."""
+    for option in reversed(
+        (
+            click.option("--model", "model_name", default=None, help="A registered model (default: the embedded one)."),
+            click.option("--adapter", default=None, help="A registered LoRA adapter of that model."),
+            click.option("--template", "template_name", required=True, help='A stated template (kind = "stated").'),
+            click.option("--dataset", required=True),
+            click.option("--split", default=None, help="Default: every split."),
+            click.option("--limit", type=int, default=None, help="Only the first N items."),
+            click.option("--backend", type=click.Choice(["local", "vllm"]), default="local", show_default=True),
+            click.option("--server", default=None, help="vLLM server URL (default: the one `ethdash serve` started)."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+@main.group()
+def stated() -> None:
+    """Distributions stated in words: the model is asked for the share of people choosing each option."""
+
+
+@stated.command("run")
+@_stated_options
+def stated_run(
+    model_name: str | None,
+    adapter: str | None,
+    template_name: str,
+    dataset: str,
+    split: str | None,
+    limit: int | None,
+    backend: str,
+    server: str | None,
+) -> None:
+    """Generate each item's answer (greedy), parse its percentages, store text and shares or the failure."""
+    from ethdash import scoring
+    from ethdash.scoring import stating
+
+    store = Store()
+    job = scoring.Job(model_name or DEFAULT_MODEL, template_name, dataset, split, adapter, limit, backend=backend)
+    prepared = stating.prepare(store, job, server)
+    plan = prepared.plan
+    click.echo(
+        f"{len(plan.keys)} answers wanted, {len(plan.keys) - len(plan.todo)} already stored, "
+        f"{len(plan.todo)} to generate ({backend})",
+        err=True,
+    )
+    stating.run(store, prepared, _score_progress())
+    answers = stating.frame(store, prepared)
+    failed = stating.failures(answers)
+    kinds = "; ".join(f"{kind}: {n}" for kind, n in failed.items())
+    click.echo(
+        f"{len(answers)} answers of {job.model}{' + ' + adapter if adapter else ''} with {template_name}: "
+        f"{len(answers) - sum(failed.values())} give a distribution, {sum(failed.values())} do not"
+        + (f" ({kinds})" if kinds else "")
+    )
+    for row in answers[answers["failure"].notna()].head(5).itertuples():
+        click.echo(f"  {row.item_id} ({row.item_order}): {row.failure}: {json.dumps(row.text)}")
+    for item_id, item_order, why in plan.too_long[:10]:
+        click.echo(f"not asked: item {item_id} (order {item_order}): {why}", err=True)
+
+
+@stated.command("compare")
+@_stated_options
+@click.option("--against", "token_template", required=True, help="The token template to compare with.")
+def stated_compare(
+    model_name: str | None,
+    adapter: str | None,
+    template_name: str,
+    dataset: str,
+    split: str | None,
+    limit: int | None,
+    backend: str,
+    server: str | None,
+    token_template: str,
+) -> None:
+    """The stated distribution against the humans and the same model's token probabilities (from the store)."""
+    import pandas as pd
+
+    from ethdash import scoring
+    from ethdash.scoring import service, stating
+
+    store = Store()
+    model = model_name or DEFAULT_MODEL
+    said = stating.prepare(
+        store, scoring.Job(model, template_name, dataset, split, adapter, limit, backend=backend), server
+    )
+    tokens = service.prepare(
+        store, scoring.Job(model, token_template, dataset, split, adapter, limit, backend=backend), server
+    )
+    if said.plan.template.view != tokens.plan.template.view:
+        raise EthdashError(
+            f"'{template_name}' asks about the view '{said.plan.template.view}', '{token_template}' about "
+            f"'{tokens.plan.template.view}': compare templates of one view"
+        )
+    result = stating.compare(store, said, tokens)
+    failed = sum(result.failed.values())
+    click.echo(
+        f"{result.answers} stated answers stored, {failed} without a distribution"
+        + (f" ({'; '.join(f'{k}: {n}' for k, n in result.failed.items())})" if failed else "")
+    )
+    if result.items == 0:
+        raise EthdashError(
+            "no item has both a stated distribution (in every order) and token scores: run `ethdash stated run` "
+            f"and `ethdash score --template {token_template}` on the same items first"
+        )
+    click.echo(f"Compared on {result.items} items with both (means over items, humans' vote shares as the target):")
+    with pd.option_context("display.width", 200):
+        click.echo(result.table.to_string(index=False, float_format="{:.4f}".format))
+    click.echo(f"total variation between the stated and the token distribution: {result.between:.4f}")
+
+
 @main.group(name="store")
 def store_group() -> None:
     """The store (one DuckDB file): check it, back it up."""

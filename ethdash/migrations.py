@@ -225,3 +225,30 @@ def _censored_answers(con: duckdb.DuckDBPyConnection) -> None:
     # (nullable: DuckDB cannot add a NOT NULL column to a table with an index; NULL reads as 0)
     con.execute("ALTER TABLE scores ADD COLUMN censored INTEGER DEFAULT 0")
     con.execute("ALTER TABLE scores ADD COLUMN system_fingerprint VARCHAR")
+
+
+@migration(9, "stated distributions")
+def _stated(con: duckdb.DuckDBPyConnection) -> None:
+    # A model's answer to a template that asks it to state the distribution in words: the text it generated,
+    # the shares parsed from it (vote order), or why they could not be (one row per item and order, keyed like
+    # a score: what was asked, of which weights, through which backend).
+    con.execute("""
+        CREATE TABLE stated (
+            score_key VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            item_order VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            model_weights VARCHAR NOT NULL,
+            adapter VARCHAR,
+            adapter_hash VARCHAR,
+            template VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            backend_id VARCHAR NOT NULL,
+            prompt_hash VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            probs DOUBLE[],                 -- the stated shares in vote order; NULL when not parseable
+            failure VARCHAR,                -- why the text gives no distribution; NULL when it does
+            created_at TIMESTAMP NOT NULL
+        )""")

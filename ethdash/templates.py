@@ -30,6 +30,10 @@ NO_ORDER = "-"  # anecdotes and custom data have one order only
 PLACEHOLDERS = {DILEMMAS: {"first", "second"}, None: {"title", "text", "action"}}
 
 
+TOKENS, STATED = "tokens", "stated"  # template kinds: answer-token probabilities, or a distribution in words
+KINDS = (TOKENS, STATED)
+
+
 class TemplateError(EthdashError):
     pass
 
@@ -54,6 +58,8 @@ class Template:
     description: str = ""
     source: str = ""
     content_hash: str = ""
+    kind: str = TOKENS  # TOKENS: the answers' token probabilities; STATED: the model states the distribution
+    max_new_tokens: int = 24  # STATED: how much of an answer is generated
 
     @property
     def is_dilemma(self) -> bool:
@@ -91,6 +97,8 @@ class Template:
             for k, a in enumerate(self.answers)
             for part in (a.token, options[self.option_index(k, options, order)])
         ]
+        if self.kind != TOKENS:  # (token templates' digests stay as they were: their scores keep their keys)
+            parts += ["kind", self.kind, "max_new_tokens", str(self.max_new_tokens)]
         return digest_of(parts)
 
     def option_index(self, k: int, options: tuple[str, ...], order: str = NO_ORDER) -> int:
@@ -129,9 +137,15 @@ def parse(raw: dict[str, Any], source: str) -> Template:
     for key in ("name", "version", "dataset", "view", "user", "answers"):
         if key not in raw:
             raise fail(f"missing '{key}'")
-    for key in ("name", "dataset", "view", "user", "system", "assistant_prefix", "polarity", "description"):
+    for key in ("name", "dataset", "view", "user", "system", "assistant_prefix", "polarity", "description", "kind"):
         if key in raw and not isinstance(raw[key], str):
             raise fail(f"'{key}' must be a string")
+    kind = raw.get("kind", TOKENS)
+    if kind not in KINDS:
+        raise fail(f"'kind' is {' or '.join(repr(k) for k in KINDS)}, not {kind!r}")
+    max_new_tokens = raw.get("max_new_tokens", 24)
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= 256:
+        raise fail("'max_new_tokens' is an integer from 1 to 256")
     if not isinstance(raw["version"], int) or isinstance(raw["version"], bool):
         raise fail("'version' must be an integer")
     if not names.valid(raw["name"]):
@@ -147,6 +161,8 @@ def parse(raw: dict[str, Any], source: str) -> Template:
         "assistant_prefix",
         "polarity",
         "description",
+        "kind",
+        "max_new_tokens",
     }
     unknown = set(raw) - known
     if unknown:
@@ -185,6 +201,8 @@ def parse(raw: dict[str, Any], source: str) -> Template:
         description=raw.get("description", ""),
         source=source,
         content_hash=digest,
+        kind=kind,
+        max_new_tokens=max_new_tokens,
     )
 
 
@@ -230,11 +248,11 @@ def available() -> dict[str, Template]:
     return found
 
 
-def for_view(dataset: str, view: str | None = None) -> list[str]:
+def for_view(dataset: str, view: str | None = None, kind: str = "tokens") -> list[str]:
     """The names of the templates that ask about a dataset (and view): the one named DATASET-VIEW first (the
     study's question, and what `ethdash templates new` names a dataset's first template), then the rest (the
-    paraphrases) by name."""
-    names = [t.name for t in available().values() if t.dataset == dataset and view in (None, t.view)]
+    paraphrases) by name. `kind`: token templates (what the pages score) by default, or stated ones."""
+    names = [t.name for t in available().values() if t.dataset == dataset and view in (None, t.view) and t.kind == kind]
     return sorted(names, key=lambda n: (n != f"{dataset}-{view}" if view else False, n))
 
 

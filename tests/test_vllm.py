@@ -331,6 +331,18 @@ def test_a_hosted_model_from_the_registry_with_a_dry_run_a_key_and_a_budget(worl
         registry.unlink()
 
 
+def test_stated_answers_through_the_server_are_the_local_backends(world):
+    """Issue 17, part 5: a distribution asked in words is generated on both backends (greedy): same text."""
+    flags = ["--template", "dilemmas-worse-stated", "--dataset", "dilemmas", "--split", "dev", "--limit", "2"]
+    for backend in ("local", "vllm"):
+        result = run_cli("stated", "run", *flags, "--backend", backend)
+        assert result.returncode == 0, result.stderr
+    with world["store"].connect() as con:
+        rows = con.execute("SELECT item_id, item_order, backend, text, failure FROM stated").fetchall()
+    by_backend = {b: {(i, o): (t, f) for i, o, bb, t, f in rows if bb == b} for b in ("local", "vllm")}
+    assert len(by_backend["local"]) == 4 and by_backend["vllm"] == by_backend["local"]
+
+
 def test_a_server_killed_in_the_middle_of_a_run(world):
     """Runs last: it kills the module's server, then starts a new one to finish the job."""
     store = world["store"]

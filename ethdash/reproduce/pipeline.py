@@ -164,8 +164,11 @@ class Scorers:
             return
         say(f"  scoring {system.label} on {len(ids)} {dataset}/{split} items: {len(prepared.plan.todo)} prompts")
 
-        def progress(p: scoring.Progress) -> None:
-            if p.done == p.total or p.done % (scoring.CHUNK * 10) == 0:
+        shown = [0]
+
+        def progress(p: scoring.Progress) -> None:  # a line every 320 prompts or so, and the last
+            if p.done == p.total or p.done >= shown[0] + scoring.CHUNK * 10:
+                shown[0] = p.done
                 say(f"    {p.done}/{p.total} ({p.done / max(p.elapsed_s, 1e-9):.1f}/s)")
 
         service.run(self.store, prepared, progress)

@@ -88,13 +88,16 @@ class Progress:
 KEY_VERSION = 2
 
 
-def plan(store: Store, job: Job, dtype: str | None = None, backend_id: str | None = None) -> Plan:
+def plan(
+    store: Store, job: Job, dtype: str | None = None, backend_id: str | None = None, table: str = "scores"
+) -> Plan:
     """Resolve names (clear errors for unknown ones) and find what is not stored yet.
 
     `dtype` and `backend_id` are those of the backend that computes (see `service.prepare`); by default the
-    model's dtype and the backend's name."""
+    model's dtype and the backend's name. `table`: "scores" (answer-token probabilities, token templates)
+    or "stated" (distributions stated in words, stated templates)."""
     with store.connect():  # one unit of work for every query below
-        return _plan(store, job, dtype, backend_id)
+        return _plan(store, job, dtype, backend_id, table)
 
 
 def score_key(key: dict) -> str:
@@ -104,9 +107,15 @@ def score_key(key: dict) -> str:
     return templates.digest_of([part for field in fields for part in field])
 
 
-def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> Plan:
+def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None, table: str = "scores") -> Plan:
     spec = models.get(job.model)
     template = templates.get(job.template)
+    wanted_kind = templates.TOKENS if table == "scores" else templates.STATED
+    if template.kind != wanted_kind:
+        raise EthdashError(
+            f"template '{template.name}' is a {template.kind} template: "
+            + ("`ethdash stated run` asks it" if template.kind == templates.STATED else "`ethdash score` scores it")
+        )
     known = {d.name: d for d in catalog.datasets(store)}
     if job.dataset not in known:
         raise EthdashError(f"unknown dataset '{job.dataset}': the store has {', '.join(known) or 'none'}")
@@ -146,9 +155,9 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None) -> 
             # Recorded with the score, outside the key: the votes and template file it was computed with.
             key.update(item_hash=row.content_hash, template_hash=template.content_hash, backend=job.backend)
             keys.append(key)
-    stored = _stored_keys(store, [k["score_key"] for k in keys])
+    stored = _stored_keys(store, [k["score_key"] for k in keys], table)
     todo = [k for k in keys if k["score_key"] not in stored]
-    if todo and job.backend == "local":
+    if todo and job.backend == "local" and table == "scores":
         todo = _adopt_legacy_scores(store, spec, todo)
     return Plan(job, spec, template, adapter, options, items, keys, todo)
 
@@ -234,12 +243,14 @@ def _adopt_legacy_scores(store: Store, spec: models.ModelSpec, todo: list[dict])
     return [k for k in todo if k["score_key"] not in adopted]
 
 
-def _stored_keys(store: Store, keys: list[str]) -> set[str]:
+def _stored_keys(store: Store, keys: list[str], table: str = "scores") -> set[str]:
     if not keys:
         return set()
+    if table not in ("scores", "stated"):  # a table name in SQL: only these two
+        raise ValueError(table)
     with store.connect() as con:
         con.register("wanted", pd.DataFrame({"score_key": keys}))
-        rows = con.execute("SELECT s.score_key FROM scores s JOIN wanted w USING (score_key)").fetchall()
+        rows = con.execute(f"SELECT s.score_key FROM {table} s JOIN wanted w USING (score_key)").fetchall()
     return {r[0] for r in rows}
 
 
@@ -253,10 +264,21 @@ def run(
 ) -> int:
     """Compute and store every score of the plan that is not stored yet. Returns how many were computed.
 
-    `prompter` None: the backend's server tokenizes; requests carry the chat messages and answer texts."""
+    `prompter` None: the backend's server tokenizes; requests carry the chat messages and answer texts.
+    A scorer that streams (`score_stream`, the local backend) gets the whole job at once, and what it has
+    computed is written every `WRITE_EVERY_S` seconds; the others get it in chunks of `chunk` requests,
+    each written when it is done. Either way an interruption loses at most the unit under way."""
     started = time.perf_counter()
-    done = 0
     rows = item_rows(p)
+    cached = len(p.keys) - len(p.todo)
+
+    def report(done: int) -> None:
+        if progress:
+            progress(Progress(done, len(p.todo), cached, time.perf_counter() - started))
+
+    if hasattr(scorer, "score_stream"):
+        return _run_streaming(store, p, scorer, prompter, rows, report)
+    done = 0
     for start in range(0, len(p.todo), chunk):
         part, requests = requests_for(p, p.todo[start : start + chunk], prompter, rows)
         if requests:
@@ -267,9 +289,31 @@ def run(
                 raise
             _write(store, p, part, results)
         done += len(part)
-        if progress:
-            progress(Progress(done, len(p.todo), len(p.keys) - len(p.todo), time.perf_counter() - started))
+        report(done)
     return done
+
+
+WRITE_EVERY_S = 2.0  # a streaming job's results are written at least this often
+
+
+def _run_streaming(store: Store, p: Plan, scorer, prompter, rows: dict, report: Callable[[int], None]) -> int:
+    keys, requests = requests_for(p, p.todo, prompter, rows)
+    pending_keys: list[dict] = []
+    pending: list[Result] = []
+    written, last_write = 0, time.perf_counter()
+    for indices, results in scorer.score_stream(requests):
+        pending_keys += [keys[i] for i in indices]
+        pending += results
+        if time.perf_counter() - last_write >= WRITE_EVERY_S:
+            _write(store, p, pending_keys, pending)
+            written += len(pending)
+            pending_keys, pending, last_write = [], [], time.perf_counter()
+        report(written + len(pending) + len(p.too_long))
+    if pending:
+        _write(store, p, pending_keys, pending)
+        written += len(pending)
+    report(written + len(p.too_long))
+    return written
 
 
 def item_rows(p: Plan) -> dict[str, dict]:

@@ -41,11 +41,11 @@ class Prepared:
     connection: Connection
 
 
-def prepare(store: Store, job: jobs.Job, server: str | None = None, **options) -> Prepared:
+def prepare(store: Store, job: jobs.Job, server: str | None = None, table: str = "scores", **options) -> Prepared:
     """Resolve the job's names and backend and find what is missing; loads no model (a server is asked
-    what it serves). `options` go to the backend (see `backends.Backend`)."""
+    what it serves). `options` go to the backend (see `backends.Backend`); `table` as in `jobs.plan`."""
     connection = backends.get(job.backend).connect(models.get(job.model), server, **options)
-    return Prepared(jobs.plan(store, job, connection.dtype, connection.identity()), connection)
+    return Prepared(jobs.plan(store, job, connection.dtype, connection.identity(), table), connection)
 
 
 def run(store: Store, prepared: Prepared, progress: Callable[[jobs.Progress], None] | None = None) -> int:
@@ -108,6 +108,11 @@ def repeat_spread(prepared: Prepared, times: int) -> pd.DataFrame:
 def scores(store: Store, prepared: Prepared) -> pd.DataFrame:
     """The job's stored scores, one row per (item, order)."""
     return jobs.scores_frame(store, prepared.plan)
+
+
+def prompter(spec: models.ModelSpec) -> Prompter:
+    """The model's tokenizer and chat template, loaded once per process."""
+    return _prompter(spec)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -74,6 +75,15 @@ class LocalScorer:
 
     def score(self, requests: list[Request]) -> list[Result]:
         results: list[Result | None] = [None] * len(requests)
+        for indices, batch_results in self.score_stream(requests):
+            for i, result in zip(indices, batch_results):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def score_stream(self, requests: list[Request]) -> Iterator[tuple[list[int], list[Result]]]:
+        """The requests' results batch by batch, as (their indices in `requests`, results): a caller gives a
+        whole job at once (the shared prefix computed once per adapter, batches as full as the token budget
+        allows, by length across the job) and still stores and reports as batches finish."""
         groups: dict[str | None, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             groups[r.adapter.served_name() if r.adapter else None].append(i)
@@ -91,9 +101,45 @@ class LocalScorer:
                 start = time.perf_counter()
                 logprobs = self._forward([requests[i] for i in batch], adapter, len(prefix), cache)
                 share = (time.perf_counter() - start) / len(batch) + prefix_share
-                for i, lp in zip(batch, logprobs):
-                    results[i] = Result(lp, share)
-        return results  # type: ignore[return-value]
+                yield batch, [Result(lp, share) for lp in logprobs]
+
+    def generate(self, requests: list[Request], max_new_tokens: int) -> list[str]:
+        """Greedy answers to the prompts (for templates that ask for a distribution in words), decoded."""
+        torch = self.torch
+        tokenizer = self._tokenizer()
+        stop = tokenizer.eos_token_id
+        texts: list[str] = [""] * len(requests)
+        groups: dict[str | None, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[r.adapter.served_name() if r.adapter else None].append(i)
+        for indices in groups.values():
+            adapter = requests[indices[0]].adapter
+            lengths = [len(requests[i].prompt_ids) for i in indices]
+            for positions in length_batches(lengths, self.tokens_per_batch):
+                batch = [indices[p] for p in positions]
+                ids, mask, _ = left_pad([requests[i].prompt_ids for i in batch], 0, self.pad_id)
+                model, context = self._use(adapter)
+                with torch.inference_mode(), context:
+                    out = model.generate(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        max_new_tokens=max_new_tokens,
+                        do_sample=False,
+                        temperature=None,
+                        top_p=None,
+                        top_k=None,
+                        pad_token_id=stop,
+                    )
+                for i, row in zip(batch, out[:, ids.shape[1] :].tolist()):
+                    answer = row[: row.index(stop)] if stop in row else row  # after the answer: padding
+                    texts[i] = tokenizer.decode(answer, skip_special_tokens=True)
+        return texts
+
+    @functools.cache  # noqa: B019 (one scorer per model and process: it lives as long as the process)
+    def _tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(weights_location(self.spec))
 
     def _prefix_cache(self, prefix: tuple[int, ...], adapter: Adapter | None):
         model, context = self._use(adapter)

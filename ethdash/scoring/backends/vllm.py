@@ -132,6 +132,31 @@ class VllmScorer:
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(pool.map(self._one, requests))
 
+    def generate(self, requests: list[Request], max_new_tokens: int) -> list[str]:
+        """Greedy answers to the prompts (sent as token ids), as the server decodes them."""
+        for adapter in {r.adapter.served_name(): r.adapter for r in requests if r.adapter}.values():
+            if adapter.served_name() not in self._loaded:
+                self.client.load_adapter(adapter)
+                self._loaded.add(adapter.served_name())
+
+        def one(request: Request) -> str:
+            body = self.client.request(
+                "/v1/completions",
+                {
+                    "model": self._model(request),
+                    "prompt": list(request.prompt_ids),
+                    "max_tokens": max_new_tokens,
+                    "temperature": 0,
+                },
+            )
+            try:
+                return str(body["choices"][0]["text"])
+            except (KeyError, IndexError, TypeError) as exc:
+                raise ServerError(f"unexpected answer from the vLLM server: {str(body)[:300]}") from exc
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(one, requests))
+
     def _model(self, request: Request) -> str:
         return request.adapter.served_name() if request.adapter else self.served_model
 
