@@ -215,6 +215,8 @@ if table is None:
 st.caption(f"Compared on the {n_items} items scored by every system (of {int(ev.coverage['items'].max())}).")
 if ev.judgments_note():
     st.info(ev.judgments_note(), icon=":material/info:")
+if ev.censored_note():  # scores from an API's top-k (the openai backend)
+    st.info(ui.md(ev.censored_note()), icon=":material/info:")
 for label, overlap in ev.overlap.items():
     if overlap:
         st.warning(
