@@ -69,7 +69,6 @@ def main() -> None:
 
     from ethdash import models, scoring
     from ethdash.datasets.importer import import_paths
-    from ethdash.scoring.backends import Request
     from ethdash.scoring.backends.local import LocalScorer, shared_prefix
     from ethdash.scoring.prompting import Prompter
     from ethdash.store import Store
@@ -79,12 +78,7 @@ def main() -> None:
     spec = models.get(models.DEFAULT_MODEL)
     job = scoring.Job(spec.name, "dilemmas-worse", "dilemmas", "dev", limit=args.items, order="ab")
     plan = scoring.plan(store, job)
-    prompter = Prompter(spec)
-    answer_ids = prompter.answer_ids(plan.template)
-    rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
-    requests = [
-        Request(prompter.prompt_ids(plan.template, rows[k["item_id"]], k["item_order"]), answer_ids) for k in plan.keys
-    ]
+    _, requests = scoring.jobs.requests_for(plan, plan.keys, Prompter(spec))  # what `ethdash score` sends
     n = len(requests)
 
     gflops = matmul_gflops(torch)
