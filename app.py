@@ -35,6 +35,7 @@ except EthdashError as exc:
     st.stop()
 params = st.query_params
 ALL_SPLITS = "all splits"
+BACKENDS = {"local": "embedded model (in this process)", "vllm": "vLLM server", "openai": "OpenAI-compatible API"}
 
 
 def _synced_from_url(param: str, key: str, valid) -> None:
@@ -98,14 +99,20 @@ with sidebar_unit:
     st.session_state["sidebar_adapters"] = [a for a in st.session_state.get("sidebar_adapters", []) if a in registered]
     chosen = st.sidebar.multiselect("Adapters (the base model is always shown)", registered, key="sidebar_adapters")
     _to_url("adapters", ",".join(chosen))
+    # Hosted models (registry source "api") have no local weights: only an OpenAI-compatible API scores them.
+    hosted = models.get(model).hosted
+    backends = ["openai"] if hosted else list(BACKENDS)
+    backend = _choice(
+        "Backend", backends, "backend", format_func=BACKENDS.get, help="What computes the answer probabilities."
+    )
 server = (
     ""  # read-only: stored scores only, and no address this server would fetch
-    if settings.read_only()
+    if settings.read_only() or backend == "local"
     else st.sidebar.text_input(
-        "vLLM server URL",
+        "Server URL",
         key="sidebar_server",
-        placeholder="empty: the embedded backend",
-        help="Scores come from this server instead of the in-process model.",
+        placeholder="empty: the model's registered URL" if hosted else "empty: the one `ethdash serve` started",
+        help="The server that scores; its address is part of the score key, so its scores are kept apart.",
     )
 )
 if split == "demo":
@@ -129,6 +136,7 @@ ui.set_selection(
         model=model,
         template=template,
         adapters=tuple(chosen),
+        backend=backend,
         server=server.strip() or None,
         annotator=annotator.strip(),
     )

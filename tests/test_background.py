@@ -13,6 +13,7 @@ from ethdash.datasets.importer import import_paths
 from ethdash.errors import EthdashError
 from ethdash.processes import alive
 from ethdash.scoring import System, background
+from ethdash.scoring.service import Via
 from ethdash.settings import demo_dir
 
 from .conftest import run_cli
@@ -41,6 +42,22 @@ def test_progress_and_state_come_from_the_commands_own_lines():
     assert background.state({"cancelled_at": 1.0}, running=False, lines=done) == background.FINISHED  # too late
     warned = [*done, "Exception ignored in atexit callback"]  # printed at exit, after the last line
     assert background.state({}, running=False, lines=warned) == background.FINISHED
+
+
+def test_a_job_through_a_server_passes_the_backend_its_url_and_k_to_the_command(store, tmp_path):
+    """The pages' backend choice reaches the job's `ethdash score`: the command (run here as a dry run, which
+    contacts no server) takes the options and plans the OpenAI-compatible backend's prompts."""
+    import_paths(store, [demo_dir()])
+    ids = list(catalog.items_frame(store, *DEMO, "worse")["item_id"])[:3]
+    items = tmp_path / "items.txt"
+    items.write_text("".join(f"{i}\n" for i in ids))
+    via = Via("openai", "http://127.0.0.1:9/v1", 5)
+    argv = background.score_command(BASE, *DEMO, via, items)
+    assert argv[argv.index("--backend") + 1 :][:5] == ["openai", "--server", via.server, "--top-logprobs", "5"]
+    assert "--backend" not in background.score_command(BASE, *DEMO)  # the embedded model: the default
+    done = run_cli(*argv[3:], "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "dry run: 6 requests" in done.stdout  # three items, both orders; nothing sent
 
 
 def test_a_job_that_errors_shows_as_failed_with_its_log(store):

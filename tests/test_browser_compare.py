@@ -34,7 +34,10 @@ ADAPTER = "bt-cmp-lora"  # scored on COMPARED items only: Compare with it compar
 JOBS_ADAPTER = "bt-cmp-jobs"  # scored by nothing but the background jobs of its test
 COMPARED = 12  # test dilemmas with a 3-2 vote: fewer than 30, and the base model's c fit runs to its bound
 SEARCH, SEARCHED = "guitar", 4  # a slice of 4 test dilemmas
-SIDEBAR = {"dataset": "dilemmas", "split": "test", "view": "worse", "model": MODEL, "template": "dilemmas-worse"}
+SIDEBAR = {
+    "dataset": "dilemmas", "split": "test", "view": "worse", "model": MODEL, "template": "dilemmas-worse",
+    "backend": "local",
+}  # fmt: skip
 BASE = f"{MODEL} (base)"
 
 

@@ -40,7 +40,7 @@ def test_a_read_only_dashboard_behind_a_password(chromium_browser, tmp_path):
         page.get_by_role("button", name="Sign in").click()
         page.get_by_text(re.compile(r"^Item \d+ of \d+ · id ")).wait_for(timeout=90_000)
         settle(page)
-        assert page.get_by_label("vLLM server URL").count() == 0
+        assert page.get_by_label("Server URL").count() == 0
         page.get_by_text(re.compile(r"no stored scores here \(read-only")).first.wait_for()  # none computed
         with Store(home / "ethdash.duckdb").connect() as con:
             assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ethdash import adapters, models, scoring, templates
+from ethdash import adapters, metrics, models, scoring, templates
 from ethdash.datasets.importer import import_paths
 from ethdash.errors import EthdashError
 from ethdash.scoring.backends import Request, vllm_server
@@ -282,6 +283,67 @@ def test_the_chat_api_gives_the_local_probabilities_and_censors_outside_a_small_
     assert f"Items with a censored answer (outside the API's top-k): {MODEL} (base): 6" in result.stdout
     assert "Fewer than two items are left without a censored answer" in result.stdout
     assert "count it at its bound" in result.stderr
+
+
+@pytest.mark.browser
+def test_the_pages_score_and_compare_through_the_chat_api_of_a_real_server(world, chromium_browser, tmp_path):
+    """Issue 17: a person chooses the OpenAI-compatible backend in the sidebar; Browse then scores the open
+    item through `ethdash serve`'s chat API (stored under the API's backend identity), and Compare shows the
+    API system, its soft xent equal to the local backend's on the same items (the two agree within 1e-4)."""
+    from ethdash.datasets.selection import item_table
+    from ethdash.evaluation.aligned import probabilities
+    from ethdash.scoring import System, service
+
+    from .browser import settle, start_app, stop_app
+
+    store, url = world["store"], world["info"].url
+    args = score_command("--split", "dev", "--limit", "6")[3:]
+    for extra in (["--backend", "local"], ["--backend", "openai"]):
+        result = run_cli(*args, *extra)
+        assert result.returncode == 0, result.stderr
+    api_id = f"openai:{url}/v1:{MODEL}:top20"
+    scored = {item for item, _ in _scores(store, api_id)}
+    table = item_table(store, "dilemmas", "dev", "worse", ("action 1", "action 2")).set_index("item_id")
+    app = start_app(world["home"], tmp_path / "app.log")
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 1200})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        unscored = sorted(
+            set(item_table(store, "dilemmas", "dev", "worse", ("action 1", "action 2"))["item_id"]) - scored
+        )[0]
+        sidebar = f"dataset=dilemmas&split=dev&view=worse&model={MODEL}&template=dilemmas-worse"
+        page.goto(f"{app.url}/?{sidebar}&item={unscored}")
+        page.get_by_text(re.compile(rf"^Item \d+ of \d+ · id {re.escape(unscored)} ·")).wait_for()
+        settle(page)
+        page.get_by_test_id("stSidebar").get_by_role("combobox", name="Backend").click()
+        page.get_by_role("option", name="OpenAI-compatible API").click()
+        page.get_by_text("scored by an OpenAI-compatible API", exact=False).wait_for()
+        settle(page)
+        assert "backend=openai" in page.url
+        assert {key for key in _scores(store, api_id) if key[0] == unscored} == {(unscored, "ab"), (unscored, "ba")}
+
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_text("Coverage", exact=True).wait_for()
+        settle(page)
+        page.get_by_text(re.compile("scored by an OpenAI-compatible API")).first.wait_for()
+        compared = sorted(scored | {unscored})
+        page.get_by_text(f"Compared on the {len(compared)} items scored by every system").wait_for()
+        # The reference: the local backend's probabilities on the same items (scored in this process now).
+        base = System(MODEL, None, "dilemmas-worse")
+        service.run(store, service.prepare(store, base.job("dilemmas", "dev", "local", tuple(compared))))
+        _, local = probabilities(store, base, "dilemmas", "dev")
+        local = local.set_index("item_id").loc[compared]
+        counts = np.stack(table.loc[compared, "counts"].to_numpy()).astype(float)
+        expected = metrics.soft_xent(counts, np.stack(local["p"].to_numpy()))
+        header = page.locator("[role=columnheader]", has_text="soft xent")
+        row = page.get_by_test_id("stDataFrame").filter(has=header).locator("tr").filter(has_text=f"{MODEL} (base)")
+        cells = row.first.locator("td").all_inner_texts()
+        shown = float(cells[1].split(" [")[0])
+        assert abs(shown - expected) <= 1.5e-3, (cells, expected)
+    finally:
+        context.close()
+        stop_app(app)
 
 
 def test_a_hosted_model_from_the_registry_with_a_dry_run_a_key_and_a_budget(world):

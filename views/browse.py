@@ -222,7 +222,8 @@ with chart_col:
             else "Bars: the human shares as published (no number of respondents, so no interval) or probability."
         )
         + " Model probabilities are renormalised over the answers"
-        + (", averaged over both option orders." if selection.kind == "dilemmas" else ".")
+        + (", averaged over both option orders" if selection.kind == "dilemmas" else "")
+        + (f"; scored by {selection.scored_by}." if summaries else ".")
     )
 ui.export_figure(
     chart,

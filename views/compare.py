@@ -27,7 +27,7 @@ if not systems:
     st.stop()
 st.caption(
     "Systems: the base model and the adapters chosen in the sidebar, through the template "
-    f"`{systems[0].template}`. Add adapters there to compare them."
+    f"`{systems[0].template}`, scored by {selection.scored_by}. Add adapters there to compare them."
 )
 # Prompt sensitivity: the same model and adapters asked through other templates (paraphrases) too.
 others = [t for t in templates.for_view(selection.dataset, selection.view) if t != selection.template]
@@ -143,7 +143,7 @@ def _job_line(job: dict) -> None:
 
 def _start_jobs(todo: list, item_ids: list[str] | None) -> None:
     for system in todo:
-        background.start_scoring(system, selection.dataset, selection.split, selection.server, item_ids)
+        background.start_scoring(system, selection.dataset, selection.split, selection.via, item_ids)
     st.session_state["c_jobs_running"] = True
 
 

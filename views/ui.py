@@ -74,16 +74,23 @@ class Selection:
     model: str
     template: str | None  # None: no template fits this dataset and view
     adapters: tuple[str, ...]
-    server: str | None  # a vLLM server URL; None: the embedded backend
+    backend: str  # "local" (the embedded model, in this process), "vllm" or "openai"
+    server: str | None  # the server's URL; None: the one `ethdash serve` recorded, or a hosted model's own
     annotator: str  # "" until a name is typed
-
-    @property
-    def backend(self) -> str:
-        return "vllm" if self.server else "local"
 
     @property
     def via(self) -> service.Via:
         return service.Via(self.backend, self.server)
+
+    @property
+    def scored_by(self) -> str:
+        """Where the scores shown come from, in words (Markdown-safe)."""
+        where = f" at {md(self.server)}" if self.server else ""
+        if self.backend == "vllm":
+            return "a vLLM server" + (where or " (the one `ethdash serve` started)")
+        if self.backend == "openai":
+            return "an OpenAI-compatible API" + (where or " (the model's registered URL, or `ethdash serve`'s)")
+        return "the embedded model, in this process"
 
     @property
     def systems(self) -> list[System]:
@@ -133,7 +140,9 @@ def ensure_scored(
     with store.connect():  # one unit of work for every lookup: opening the store is the costly part
         for system in systems:
             try:
-                prepared = service.prepare(store, system.job(dataset, split, chosen.backend, item_ids), chosen.server)
+                prepared = service.prepare(
+                    store, system.job(dataset, split, chosen.backend, item_ids), chosen.server, top_k=chosen.via.top_k
+                )
             except EthdashError as exc:
                 st.error(f"{md(system.label)}: {md(exc)}")
                 found[system] = None

@@ -27,6 +27,7 @@ from ethdash import settings
 from ethdash.errors import EthdashError
 from ethdash.processes import alive, launch_detached
 from ethdash.scoring import System
+from ethdash.scoring.service import LOCAL, Via
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 DONE_PREFIX = "done: "  # the last line `ethdash score` prints when it has stored every score
@@ -35,7 +36,7 @@ _PROGRESS = re.compile(r"(\d+)/(\d+) scored\s+([\d.]+)/s")
 
 
 def score_command(
-    system: System, dataset: str, split: str | None, server: str | None = None, items_file: Path | None = None
+    system: System, dataset: str, split: str | None, via: Via = LOCAL, items_file: Path | None = None
 ) -> list[str]:
     argv = [sys.executable, "-m", "ethdash", "score", "--model", system.model, "--template", system.template]
     argv += ["--dataset", dataset]
@@ -45,8 +46,12 @@ def score_command(
         argv += ["--adapter", system.adapter]
     if items_file is not None:
         argv += ["--items", str(items_file)]
-    if server:
-        argv += ["--backend", "vllm", "--server", server]
+    if via.backend != LOCAL.backend:
+        argv += ["--backend", via.backend]
+    if via.server:
+        argv += ["--server", via.server]
+    if via.top_k:
+        argv += ["--top-logprobs", str(via.top_k)]
     return argv
 
 
@@ -54,10 +59,11 @@ def start_scoring(
     system: System,
     dataset: str,
     split: str | None,
-    server: str | None = None,
+    via: Via = LOCAL,
     item_ids: Sequence[str] | None = None,
 ) -> dict:
-    """Start scoring a system on a split (on only `item_ids` of it when given) in its own process group."""
+    """Start scoring a system on a split (on only `item_ids` of it when given), through the backend `via`
+    names, in its own process group."""
     folder = settings.jobs_dir()
     folder.mkdir(parents=True, exist_ok=True)
     job_id = f"score-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -70,7 +76,7 @@ def start_scoring(
             raise EthdashError("item ids with line breaks or outer spaces cannot be passed to a background job")
         items_file = folder / f"{job_id}.items"
         items_file.write_text("".join(f"{i}\n" for i in item_ids))
-    argv = score_command(system, dataset, split, server, items_file)
+    argv = score_command(system, dataset, split, via, items_file)
     started = launch_detached(argv, log_path)
     record = {
         "id": job_id,
