@@ -51,10 +51,28 @@ def test_the_table_equals_the_metrics_and_the_generic_bootstrap(real_votes):
     }
     for name, value in expected.items():
         assert table.loc[name, "estimate"] == pytest.approx(value, rel=1e-9), name
-    for name, fn in (("xent", metrics.soft_xent), ("ece", metrics.ece), ("brier", metrics.brier)):
+    accuracy = lambda counts, p: metrics.accuracy(counts, p).value  # noqa: E731 (ties left out: a NaN per tie)
+    for name, fn in (
+        ("xent", metrics.soft_xent),
+        ("ece", metrics.ece),
+        ("brier", metrics.brier),
+        ("accuracy", accuracy),
+    ):
         generic = reference_bootstrap.bootstrap(fn, [real_votes, p], n_resamples=300, seed=7)
         assert (table.loc[name, "low"], table.loc[name, "high"]) == pytest.approx((generic.low, generic.high))
     assert table.loc["dirichlet", "c"] == 12.0 and table.loc["calibrated_xent", "T"] == 1.7
+
+
+def test_accuracy_with_tied_items_equals_the_generic_bootstrap(real_votes):
+    """Tied items have no majority: they are left out of each resample's accuracy (the mean over the rest),
+    and a resample of tied items alone has none."""
+    tied = real_votes.copy()
+    tied[::3] = [2.0, 2.0]  # every third item tied
+    p, _ = predictions(tied, 4)
+    table = statistics.metric_table(tied, [statistics.with_fit("sys", p, 10.0, 1.0)], n_resamples=300, seed=3)
+    row = table.set_index("metric").loc["accuracy"]
+    generic = reference_bootstrap.bootstrap(lambda c, q: metrics.accuracy(c, q).value, [tied, p], 300, seed=3)
+    assert (row["estimate"], row["low"], row["high"]) == pytest.approx((generic.estimate, generic.low, generic.high))
 
 
 def test_paired_differences_equal_the_paired_bootstrap(real_votes):

@@ -11,7 +11,6 @@ disagreement, distributional alignment), shown as two tables where space is shor
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -191,25 +190,34 @@ def values(inputs: Inputs, chosen: tuple[Metric, ...] = METRICS) -> dict[str, fl
     return {m.name: m.value(inputs) for m in chosen if m.applies(inputs)}
 
 
-# Resamples weighed at once for a corpus metric: a chunk's weights are chunk x items floats.
+# Resamples weighed at once: a chunk's weights are chunk x items floats.
 _WEIGHT_CELLS = 1_000_000
 
 
-def resampled(metric: Metric, inputs: Inputs, idx: np.ndarray) -> np.ndarray:
-    """The metric on every bootstrap resample (rows of item indices)."""
-    if metric.corpus is not None:
-        n_items = len(inputs.p)
-        chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
-        return np.concatenate(
-            [
-                metric.corpus(inputs, metrics.resample_weights(idx[i : i + chunk], n_items))
-                for i in range(0, len(idx), chunk)
-            ]
-        )
-    column = metric.per_item(inputs)
-    with warnings.catch_warnings():  # a resample with only tied items has no accuracy
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(column[idx], axis=1)
+def resampled(chosen: tuple[Metric, ...], inputs: Inputs, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric on every bootstrap resample (rows of item indices), all metrics in one pass over chunks of
+    resamples: each chunk's item weights (how often each item is drawn) are built once, the means of every
+    per-item metric are one matrix product with them (NaN values left out, as `np.nanmean` of the resampled
+    values), and each corpus metric reads the same weights. Gathering the resampled values metric by metric
+    cost about 1.4 s per metric at 28,000 items; this is a fraction of that for all of them."""
+    n_items = len(inputs.p)
+    per_item = [m for m in chosen if m.corpus is None]
+    corpus = [m for m in chosen if m.corpus is not None]
+    columns = np.column_stack([m.per_item(inputs) for m in per_item]) if per_item else np.empty((n_items, 0))
+    defined = ~np.isnan(columns)
+    stacked = np.hstack([np.where(defined, columns, 0.0), defined.astype(float)])
+    chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
+    parts: dict[str, list[np.ndarray]] = {m.name: [] for m in chosen}
+    for start in range(0, len(idx), chunk):
+        weights = metrics.resample_weights(idx[start : start + chunk], n_items)
+        sums = weights @ stacked
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample with only tied items has no accuracy
+            means = sums[:, : len(per_item)] / sums[:, len(per_item) :]
+        for k, metric in enumerate(per_item):
+            parts[metric.name].append(np.where(sums[:, len(per_item) + k] > 0, means[:, k], np.nan))
+        for metric in corpus:
+            parts[metric.name].append(metric.corpus(inputs, weights))
+    return {name: np.concatenate(values) if values else np.empty(0) for name, values in parts.items()}
 
 
 def fitted_inputs(counts: object, p: object, first: np.ndarray | None = None, has_counts: bool = True) -> Inputs:

@@ -9,6 +9,10 @@ T* fitted on that item.
 
 from __future__ import annotations
 
+import collections
+import functools
+import hashlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,10 +168,14 @@ def item_metrics(counts: object, pred: Predictions, ordered: bool = False) -> pd
     )
 
 
+@functools.lru_cache(maxsize=2)
 def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Item indices per resample, drawn exactly as metrics.bootstrap draws them."""
+    """Item indices per resample, drawn exactly as metrics.bootstrap draws them (read-only: the same array is
+    shared by every caller; drawing it costs as much as a metric at corpus scale)."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, n_items, n_items) for _ in range(n_resamples)])
+    idx = np.stack([rng.integers(0, n_items, n_items) for _ in range(n_resamples)])
+    idx.flags.writeable = False
+    return idx
 
 
 def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -178,20 +186,47 @@ def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[flo
     return float(estimate), float(low), float(high)
 
 
+# A system's resampled metrics, by the content they are computed from: the metric table, the paired
+# differences and the best system of one comparison need each system's several times.
+_RESAMPLED: collections.OrderedDict[bytes, dict[str, tuple[float, np.ndarray]]] = collections.OrderedDict()
+_RESAMPLED_KEPT = 64
+_RESAMPLED_LOCK = threading.Lock()  # Streamlit runs each session's script in its own thread
+
+
+def _content_key(counts: np.ndarray, pred: Predictions, n_resamples: int, seed: int, ordered: bool) -> bytes:
+    digest = hashlib.blake2b(repr((n_resamples, seed, ordered, counts.shape, pred.p.shape)).encode())
+    for array in (counts, pred.p, pred.c, pred.t, pred.first, pred.outside):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array, dtype=float).tobytes())
+    return digest.digest()
+
+
 def _per_metric(
+    counts: np.ndarray, pred: Predictions, n_resamples: int, seed: int, ordered: bool
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Each compared metric's estimate and its value on every resample (none where it is undefined);
+    remembered by content, so that a system's bootstrap is computed once per comparison."""
+    key = _content_key(counts, pred, n_resamples, seed, ordered)
+    with _RESAMPLED_LOCK:
+        if key in _RESAMPLED:
+            _RESAMPLED.move_to_end(key)
+            return _RESAMPLED[key]
+    out = _compute_per_metric(counts, pred, resample_indices(len(counts), n_resamples, seed), ordered)
+    with _RESAMPLED_LOCK:
+        _RESAMPLED[key] = out
+        while len(_RESAMPLED) > _RESAMPLED_KEPT:
+            _RESAMPLED.popitem(last=False)
+    return out
+
+
+def _compute_per_metric(
     counts: np.ndarray, pred: Predictions, idx: np.ndarray, ordered: bool
 ) -> dict[str, tuple[float, np.ndarray]]:
-    """Each compared metric's estimate and its value on every resample (none where it is undefined)."""
     inputs = pred.inputs(counts, ordered)
-    out = {}
-    for metric in measures.COMPARED:
-        if not metric.applies(inputs):
-            continue
-        estimate = metric.value(inputs)
-        if np.isnan(estimate):  # undefined on these items (entropy ρ of a constant system, accuracy of ties)
-            continue
-        out[metric.name] = (estimate, measures.resampled(metric, inputs, idx))
-    return out
+    estimates = {m: m.value(inputs) for m in measures.COMPARED if m.applies(inputs)}
+    # Undefined on these items (entropy ρ of a constant system, accuracy of ties): no row.
+    chosen = tuple(m for m, estimate in estimates.items() if not np.isnan(estimate))
+    resampled = measures.resampled(chosen, inputs, idx)
+    return {m.name: (estimates[m], resampled[m.name]) for m in chosen}
 
 
 def metric_table(
@@ -206,12 +241,11 @@ def metric_table(
     where the sample is small or the row's fitted c or T* is at an end of its search range. `ordered`: the
     options are a scale (the dataset says so), where distances along it apply."""
     n = as_counts(counts)
-    idx = resample_indices(len(n), n_resamples, seed)
     small = small_sample_warning(len(n))
     rows = []
     for pred in preds:
         at_ends = fit_warnings(pred)
-        for name, (estimate, resampled) in _per_metric(n, pred, idx, ordered).items():
+        for name, (estimate, resampled) in _per_metric(n, pred, n_resamples, seed, ordered).items():
             est, low, high = _interval(estimate, resampled, level)
             row = _row(pred.label, name, est, low, high, len(n), pred)
             row["warning"] = "; ".join(filter(None, (small, at_ends.get(name))))
@@ -244,8 +278,7 @@ def paired_differences(
 ) -> pd.DataFrame:
     """metric(a) − metric(b) per metric, both systems scored on the same resampled items."""
     n = as_counts(counts)
-    idx = resample_indices(len(n), n_resamples, seed)
-    ma, mb = _per_metric(n, a, idx, ordered), _per_metric(n, b, idx, ordered)
+    ma, mb = _per_metric(n, a, n_resamples, seed, ordered), _per_metric(n, b, n_resamples, seed, ordered)
     rows = []
     for metric in measures.COMPARED:
         name = metric.name
