@@ -282,22 +282,19 @@ def main() -> None:
     result["matmul_gflops"] = matmul_gflops(torch)
     result["torch_threads"] = torch.get_num_threads()
     store = Store()
-    built = (home / "built.json").is_file()
-    if not built:
-        sizes = write_corpus(home / "corpus", args.scale, random.Random(0))
-        result["import_s"], _ = cli(["data", "import", str(home / "corpus")], env)
+    if not (home / "built.json").is_file():
         start = time.perf_counter()
+        sizes = write_corpus(home / "corpus", args.scale, random.Random(0))
+        cli(["data", "import", str(home / "corpus")], env)
         rows = write_scores(store, np.random.default_rng(0))
         write_annotations(store, np.random.default_rng(1))
-        (home / "built.json").write_text(
-            json.dumps({"sizes": sizes, "score_rows": rows, "import_s": result["import_s"]})
-        )
+        (home / "built.json").write_text(json.dumps({"sizes": sizes, "score_rows": rows}))
         print(f"built in {time.perf_counter() - start:.0f} s: {rows:,} score rows")
     info = json.loads((home / "built.json").read_text())
-    result.update(
-        items=info["sizes"], score_rows=info["score_rows"], annotations=ANNOTATIONS, import_s=info["import_s"]
-    )
+    result.update(items=info["sizes"], score_rows=info["score_rows"], annotations=ANNOTATIONS)
     result["store_mb"] = store.path.stat().st_size / 1e6
+    fresh = {**env, "ETHDASH_HOME": tempfile.mkdtemp(prefix="ethdash-corpus-import-")}
+    result["import_s"], _ = cli(["data", "import", str(home / "corpus")], fresh)  # timed on a fresh store
 
     pages = {}
     for dataset, (split, view, template) in LARGEST.items():

@@ -7,6 +7,7 @@ the plain names return the mean over items, in nats.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -241,7 +242,10 @@ def _class_tallies(counts: object, p: object, weights: object) -> tuple[np.ndarr
     actual = (maj[:, None] == options) & kept
     predicted = (pp.argmax(axis=1)[:, None] == options) & kept
     w = np.atleast_2d(np.asarray(weights, dtype=float))
-    return w @ (actual & predicted), w @ predicted, w @ actual
+    # One product: each product with the weights reads all of them (memory-bound at corpus scale).
+    k = n.shape[1]
+    tallies = w @ np.hstack([actual & predicted, predicted, actual]).astype(float)
+    return tallies[:, :k], tallies[:, k : 2 * k], tallies[:, 2 * k :]
 
 
 def _mean_where(values: np.ndarray, defined: np.ndarray) -> np.ndarray:
@@ -270,18 +274,40 @@ def balanced_accuracy_weighted(counts: object, p: object, weights: object) -> np
     return _mean_where(recall, actual > 0)
 
 
+# The last two rankings computed: (x, the weights object, ranks). Systems compared on the same items are
+# resampled with the same weights (see ethdash.evaluation.measures.resampled), and the humans' side of a
+# correlation is the same for each: ranked once per chunk of resamples. A hit is moved to the end, so that
+# the humans' ranking stays while each system's replaces the last one's. Only a ranking of equal x for the
+# very same weights object is reused, so a race between Streamlit's threads can only cost a recomputation.
+_RECENT_RANKS: collections.deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = collections.deque(maxlen=2)
+
+
 def _weighted_midranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per row of weights, each item's rank in the sample that repeats item i w_i times (ties: the mean of
     the ranks they span, as scipy's rankdata), so that weighted moments of ranks are those of that sample."""
+    for entry in list(_RECENT_RANKS):
+        if entry[1] is w and np.array_equal(entry[0], x):
+            _RECENT_RANKS.append(entry)
+            return entry[2]
+    ranks = _midranks(x, w)
+    _RECENT_RANKS.append((x.copy(), w, ranks))
+    return ranks
+
+
+def _midranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="stable")
     sorted_x = x[order]
     first = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])  # where each distinct value starts
+    sorted_w = w[:, order]
+    cumulative = np.cumsum(sorted_w, axis=1)
+    ranks = np.empty_like(cumulative)
+    if len(first) == len(x):  # no ties (a model's entropies): each item spans its own w_i ranks
+        ranks[:, order] = cumulative - (sorted_w - 1.0) / 2.0
+        return ranks
     last = np.r_[first[1:], len(x)] - 1
-    cumulative = np.cumsum(w[:, order], axis=1)
     end = cumulative[:, last]
     start = np.concatenate([np.zeros((len(w), 1)), end[:, :-1]], axis=1)
     group = np.cumsum(np.r_[True, sorted_x[1:] != sorted_x[:-1]]) - 1
-    ranks = np.empty_like(cumulative)
     ranks[:, order] = (start + (end - start + 1.0) / 2.0)[:, group]
     return ranks
 
@@ -291,14 +317,18 @@ def spearman_weighted(x: object, y: object, weights: object) -> np.ndarray:
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     w = np.atleast_2d(np.asarray(weights, dtype=float))
     rx, ry = _weighted_midranks(xa, w), _weighted_midranks(ya, w)
-    total = w.sum(axis=1, keepdims=True)
-    dx = rx - (w * rx).sum(axis=1, keepdims=True) / total
-    dy = ry - (w * ry).sum(axis=1, keepdims=True) / total
-    cov, vx, vy = (w * dx * dy).sum(axis=1), (w * dx * dx).sum(axis=1), (w * dy * dy).sum(axis=1)
+    total = w.sum(axis=1)
+    # Weighted sums of products in single passes (no items-sized temporaries: memory-bound at corpus scale),
+    # then the centred moments Σ w (r − m)(s − m') = Σ w r s − (Σ w r)(Σ w s) / Σ w.
+    sx, sy = np.einsum("ij,ij->i", w, rx), np.einsum("ij,ij->i", w, ry)
+    wrx = w * rx
+    cov = np.einsum("ij,ij->i", wrx, ry) - sx * sy / total
+    vx = np.einsum("ij,ij->i", wrx, rx) - sx * sx / total
+    vy = np.einsum("ij,ij->i", w * ry, ry) - sy * sy / total
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = cov / np.sqrt(vx * vy)
     # A constant variable has no ranks to correlate; rounding can leave a tiny variance instead of 0.
-    constant = (vx <= 1e-12 * total[:, 0] ** 3) | (vy <= 1e-12 * total[:, 0] ** 3)
+    constant = (vx <= 1e-12 * total**3) | (vy <= 1e-12 * total**3)
     return np.where(constant, np.nan, rho)
 
 

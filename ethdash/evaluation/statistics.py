@@ -201,32 +201,34 @@ def _content_key(counts: np.ndarray, pred: Predictions, n_resamples: int, seed: 
 
 
 def _per_metric(
-    counts: np.ndarray, pred: Predictions, n_resamples: int, seed: int, ordered: bool
-) -> dict[str, tuple[float, np.ndarray]]:
-    """Each compared metric's estimate and its value on every resample (none where it is undefined);
-    remembered by content, so that a system's bootstrap is computed once per comparison."""
-    key = _content_key(counts, pred, n_resamples, seed, ordered)
+    counts: np.ndarray, preds: list[Predictions], n_resamples: int, seed: int, ordered: bool
+) -> list[dict[str, tuple[float, np.ndarray]]]:
+    """For each system, each compared metric's estimate and its value on every resample (none where it is
+    undefined); remembered by content, so that a system's bootstrap is computed once per comparison, and
+    those not remembered computed together (see `measures.resampled`)."""
+    keys = [_content_key(counts, pred, n_resamples, seed, ordered) for pred in preds]
     with _RESAMPLED_LOCK:
-        if key in _RESAMPLED:
+        found = {key: _RESAMPLED[key] for key in keys if key in _RESAMPLED}
+        for key in found:
             _RESAMPLED.move_to_end(key)
-            return _RESAMPLED[key]
-    out = _compute_per_metric(counts, pred, resample_indices(len(counts), n_resamples, seed), ordered)
-    with _RESAMPLED_LOCK:
-        _RESAMPLED[key] = out
-        while len(_RESAMPLED) > _RESAMPLED_KEPT:
-            _RESAMPLED.popitem(last=False)
-    return out
-
-
-def _compute_per_metric(
-    counts: np.ndarray, pred: Predictions, idx: np.ndarray, ordered: bool
-) -> dict[str, tuple[float, np.ndarray]]:
-    inputs = pred.inputs(counts, ordered)
-    estimates = {m: m.value(inputs) for m in measures.COMPARED if m.applies(inputs)}
-    # Undefined on these items (entropy ρ of a constant system, accuracy of ties): no row.
-    chosen = tuple(m for m, estimate in estimates.items() if not np.isnan(estimate))
-    resampled = measures.resampled(chosen, inputs, idx)
-    return {m.name: (estimates[m], resampled[m.name]) for m in chosen}
+    missing = {key: pred for key, pred in zip(keys, preds) if key not in found}
+    if missing:
+        chosen, estimates = [], []
+        for pred in missing.values():
+            inputs = pred.inputs(counts, ordered)
+            values = {m: m.value(inputs) for m in measures.COMPARED if m.applies(inputs)}
+            # Undefined on these items (entropy ρ of a constant system, accuracy of ties): no row.
+            chosen.append((tuple(m for m, v in values.items() if not np.isnan(v)), inputs))
+            estimates.append(values)
+        idx = resample_indices(len(counts), n_resamples, seed)
+        for key, (metrics_, _), values, resampled in zip(missing, chosen, estimates, measures.resampled(chosen, idx)):
+            found[key] = {m.name: (values[m], resampled[m.name]) for m in metrics_}
+        with _RESAMPLED_LOCK:
+            for key in missing:
+                _RESAMPLED[key] = found[key]
+            while len(_RESAMPLED) > _RESAMPLED_KEPT:
+                _RESAMPLED.popitem(last=False)
+    return [found[key] for key in keys]
 
 
 def metric_table(
@@ -243,9 +245,9 @@ def metric_table(
     n = as_counts(counts)
     small = small_sample_warning(len(n))
     rows = []
-    for pred in preds:
+    for pred, per_metric in zip(preds, _per_metric(n, preds, n_resamples, seed, ordered)):
         at_ends = fit_warnings(pred)
-        for name, (estimate, resampled) in _per_metric(n, pred, n_resamples, seed, ordered).items():
+        for name, (estimate, resampled) in per_metric.items():
             est, low, high = _interval(estimate, resampled, level)
             row = _row(pred.label, name, est, low, high, len(n), pred)
             row["warning"] = "; ".join(filter(None, (small, at_ends.get(name))))
@@ -278,7 +280,7 @@ def paired_differences(
 ) -> pd.DataFrame:
     """metric(a) − metric(b) per metric, both systems scored on the same resampled items."""
     n = as_counts(counts)
-    ma, mb = _per_metric(n, a, n_resamples, seed, ordered), _per_metric(n, b, n_resamples, seed, ordered)
+    ma, mb = _per_metric(n, [a, b], n_resamples, seed, ordered)
     rows = []
     for metric in measures.COMPARED:
         name = metric.name
