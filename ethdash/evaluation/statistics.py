@@ -171,9 +171,10 @@ def item_metrics(counts: object, pred: Predictions, ordered: bool = False) -> pd
 @functools.lru_cache(maxsize=2)
 def resample_indices(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
     """Item indices per resample, drawn exactly as metrics.bootstrap draws them (read-only: the same array is
-    shared by every caller; drawing it costs as much as a metric at corpus scale)."""
+    shared by every caller; drawing it costs as much as a metric at corpus scale). Kept as 32-bit integers:
+    111 MB at 1,000 resamples of 27,766 items instead of 222."""
     rng = np.random.default_rng(seed)
-    idx = np.stack([rng.integers(0, n_items, n_items) for _ in range(n_resamples)])
+    idx = np.stack([rng.integers(0, n_items, n_items).astype(np.int32) for _ in range(n_resamples)])
     idx.flags.writeable = False
     return idx
 
