@@ -37,17 +37,18 @@ def default_adapters(store: Store, split: str) -> list[str]:
     return names[:2]
 
 
-def one_session(split: str, chosen: list[str]) -> dict[str, float]:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params["dataset"] = "dilemmas"
-    at.query_params["split"] = split
-    at.query_params["adapters"] = ",".join(chosen)
+def one_session(split: str, chosen: list[str], **sidebar: str) -> dict[str, float]:
+    """One fresh session: Browse's first render, Next, then Compare; `sidebar`: other URL parameters
+    (dataset, view, template; the dilemmas by default)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    for key, value in {"dataset": "dilemmas", **sidebar, "split": split, "adapters": ",".join(chosen)}.items():
+        at.query_params[key] = value
     start = time.perf_counter()
     at.run()
     browse = time.perf_counter() - start
     assert not at.exception, at.exception
     start = time.perf_counter()
-    at.button[1].click().run()  # Next ▶
+    at.button(key="browse_next").click().run()
     switch = time.perf_counter() - start
     start = time.perf_counter()
     at.switch_page("views/compare.py").run()

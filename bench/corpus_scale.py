@@ -189,25 +189,9 @@ def write_annotations(store, rng: np.random.Generator) -> None:
 
 def page_times(dataset: str, split: str, view: str, template: str) -> dict[str, float]:
     """One fresh AppTest session: Browse first render, Next, then Compare with the six systems."""
-    from streamlit.testing.v1 import AppTest
+    from app_latency import one_session
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    params = {"dataset": dataset, "split": split, "view": view, "template": template, "adapters": ",".join(ADAPTERS)}
-    for key, value in params.items():
-        at.query_params[key] = value
-    start = time.perf_counter()
-    at.run()
-    browse = time.perf_counter() - start
-    assert not at.exception, at.exception
-    start = time.perf_counter()
-    at.button(key="browse_next").click().run()
-    switch = time.perf_counter() - start
-    start = time.perf_counter()
-    at.switch_page("views/compare.py").run()
-    compare = time.perf_counter() - start
-    assert not at.exception, at.exception
-    assert any("soft xent" in t.value.columns for t in at.dataframe), "Compare showed no metric table"
-    return {"browse_first_render": browse, "item_switch": switch, "compare_render": compare}
+    return one_session(split, ADAPTERS, dataset=dataset, view=view, template=template)
 
 
 def app_memory(env: dict, splits: list[tuple[str, str, str, str]]) -> list[dict]:
