@@ -15,7 +15,7 @@ from ethdash import metrics
 from ethdash.evaluation import statistics
 from tests import reference_bootstrap
 
-from .conftest import DILEMMAS_DEV
+from .conftest import DILEMMAS_DEV, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +237,19 @@ def test_a_table_export_carries_its_warnings_in_the_caption_the_manifest_and_a_c
     assert pd.read_csv(tmp_path / "metrics.csv")["warning"].str.startswith("only 20 items").all()
     assert len(paths) == 4
     assert export.with_warnings("caption", []) == "caption"
+
+
+def test_manifests_and_reports_name_the_checkout_commit():
+    """Before: the commit was looked for beside the package, not the project, and every manifest and the
+    reproduction report said "unknown"."""
+    import subprocess
+
+    from ethdash.evaluation import export
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert export.commit() == head.stdout.strip()
 
 
 def test_wasserstein_is_compared_only_where_the_options_are_a_scale():

@@ -114,8 +114,9 @@ def data_checksum(items: pd.DataFrame) -> str:
 
 
 def commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
+    """The checkout's commit, for manifests and reports (None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]  # ethdash/evaluation/export.py → the project
+    if not (root / ".git").exists():  # a folder, or a file in a git worktree
         return None
     try:
         out = subprocess.run(
