@@ -8,6 +8,7 @@ from ethdash import adapters, models, settings, templates
 from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_demo_if_empty
 from ethdash.errors import EthdashError
+from ethdash.scoring import backends
 from ethdash.store import Store
 from views import ui
 
@@ -35,7 +36,8 @@ except EthdashError as exc:
     st.stop()
 params = st.query_params
 ALL_SPLITS = "all splits"
-BACKENDS = {"local": "embedded model (in this process)", "vllm": "vLLM server", "openai": "OpenAI-compatible API"}
+# Short sidebar labels of the registered backends (ethdash.scoring.backends); another one shows by its name.
+BACKEND_LABELS = {"local": "embedded model (in this process)", "vllm": "vLLM server", "openai": "OpenAI-compatible API"}
 
 
 def _synced_from_url(param: str, key: str, valid) -> None:
@@ -101,9 +103,13 @@ with sidebar_unit:
     _to_url("adapters", ",".join(chosen))
     # Hosted models (registry source "api") have no local weights: only an OpenAI-compatible API scores them.
     hosted = models.get(model).hosted
-    backends = ["openai"] if hosted else list(BACKENDS)
+    offered = ["openai"] if hosted else backends.names()
     backend = _choice(
-        "Backend", backends, "backend", format_func=BACKENDS.get, help="What computes the answer probabilities."
+        "Backend",
+        offered,
+        "backend",
+        format_func=lambda name: BACKEND_LABELS.get(name, name),
+        help="What computes the answer probabilities.",
     )
 server = (
     ""  # read-only: stored scores only, and no address this server would fetch
