@@ -118,6 +118,21 @@ def open_item_id(page) -> str:
     return re.search(r"· id (\S+) ·", caption).group(1)
 
 
+def row_cells(row, at_least: int = 2, timeout_ms: float = 60_000) -> list[str]:
+    """The cells of a data grid's row, once the grid has drawn at least `at_least` of them.
+
+    A grid is redrawn on every rerun (its accessible table twin too): reading its cells at once can catch it
+    between two draws with no row at all, so poll until the row is there (the twin is hidden: no visibility)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        cells = row.first.locator("td").all_inner_texts()
+        if len(cells) >= at_least and all(c.strip() for c in cells[:at_least]):
+            return cells
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the grid row never showed {at_least} cells (last read: {cells})")
+        time.sleep(0.25)
+
+
 def sidebar_value(page, label: str) -> str:
     """What a sidebar select box shows (Streamlit 1.67 draws it as a combo box)."""
     return page.get_by_test_id("stSidebar").get_by_role("combobox", name=label, exact=True).input_value()

@@ -24,7 +24,7 @@ from ethdash.evaluation.people import judgment_distribution
 from ethdash.processes import alive
 from ethdash.scoring import background
 
-from .browser import open_item_id, settle, sidebar_value, wait_for_item
+from .browser import open_item_id, row_cells, settle, sidebar_value, wait_for_item
 from .helpers import MODEL, make_adapter, score_command, wait_until
 
 pytestmark = pytest.mark.browser
@@ -212,7 +212,7 @@ def test_annotators_are_scored_beside_the_models_with_their_agreement(page, brow
     header = page.locator("[role=columnheader]", has_text="soft xent")
     grid = page.get_by_test_id("stDataFrame").filter(has=header).filter(has_text="bt-cmp-Ann")
     row = grid.locator("tr").filter(has_text="bt-cmp-Ann")
-    cells = row.locator("td").all_inner_texts()  # the system, then soft xent "estimate [low, high]"
+    cells = row_cells(row)  # the system, then soft xent "estimate [low, high]"
     assert cells[0] == "bt-cmp-Ann" and cells[1].startswith(f"{metrics.soft_xent(counts, p):.3f} ["), cells
     assert grid.locator("tr").filter(has_text=BASE).count() == 1  # the base model on the same three items
     page.get_by_text("bt-cmp-Ann: 3 items, and the models on the same items").wait_for()
@@ -317,7 +317,7 @@ def test_a_paraphrased_template_gives_each_system_a_consistency_and_its_most_sen
     for adapter, label in ((None, BASE), (ADAPTER, ADAPTER)):
         a, b = combined(adapter, "dilemmas-worse"), combined(adapter, "dilemmas-worse-numbers")
         tv = float(np.mean(0.5 * np.abs(a - b).sum(axis=1)))
-        cells = consistency.locator("tr").filter(has_text=label).first.locator("td").all_inner_texts()
+        cells = row_cells(consistency.locator("tr").filter(has_text=label))
         numbers = [float(c) for c in cells if re.fullmatch(r"-?\d+\.\d+", c.strip())]
         assert any(abs(n - tv) < 1e-4 for n in numbers), (label, tv, cells)
 

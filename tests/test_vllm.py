@@ -294,7 +294,7 @@ def test_the_pages_score_and_compare_through_the_chat_api_of_a_real_server(world
     from ethdash.evaluation.aligned import probabilities
     from ethdash.scoring import System, service
 
-    from .browser import settle, start_app, stop_app
+    from .browser import row_cells, settle, start_app, stop_app
 
     store, url = world["store"], world["info"].url
     args = score_command("--split", "dev", "--limit", "6")[3:]
@@ -338,7 +338,7 @@ def test_the_pages_score_and_compare_through_the_chat_api_of_a_real_server(world
         expected = metrics.soft_xent(counts, np.stack(local["p"].to_numpy()))
         header = page.locator("[role=columnheader]", has_text="soft xent")
         row = page.get_by_test_id("stDataFrame").filter(has=header).locator("tr").filter(has_text=f"{MODEL} (base)")
-        cells = row.first.locator("td").all_inner_texts()
+        cells = row_cells(row)
         shown = float(cells[1].split(" [")[0])
         assert abs(shown - expected) <= 1.5e-3, (cells, expected)
     finally:
