@@ -127,7 +127,7 @@ def test_the_open_item_survives_a_visit_to_another_page(page, browser_app):
     ids = table_ids(browser_app.store, "dev")
     browse(page, browser_app.url, f"dataset=dilemmas&split=dev&view=worse&item={ids[11]}")
     page.get_by_role("link", name="Compare").click()
-    page.get_by_text("Coverage").wait_for()
+    page.get_by_text("Coverage", exact=True).wait_for()
     settle(page)
     page.get_by_role("link", name="Fine-tune").click()
     page.get_by_text("New run").wait_for()

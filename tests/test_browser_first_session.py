@@ -107,7 +107,7 @@ def test_a_first_session_as_the_readme_tells_it(page, browser_app, tmp_path):
     choose_in_sidebar(page, "Adapters (the base model is always shown)", "bt-first-run")
     page.keyboard.press("Escape")
     page.get_by_role("link", name="Compare").click()
-    page.get_by_text("Coverage").wait_for()
+    page.get_by_text("Coverage", exact=True).wait_for()
     settle(page)
     page.get_by_text("Slice the items").click()
     page.get_by_label("At most (items; 0: all)", exact=True).fill("12")

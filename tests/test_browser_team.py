@@ -46,7 +46,7 @@ def test_a_read_only_dashboard_behind_a_password(chromium_browser, tmp_path):
             assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 0
 
         page.get_by_role("link", name="Compare").click()
-        page.get_by_text("Coverage").wait_for()
+        page.get_by_text("Coverage", exact=True).wait_for()
         settle(page)
         page.get_by_text(re.compile(r"^Read-only: missing scores are computed from the command line")).wait_for()
         assert page.get_by_role("button", name=re.compile(r"^Score the missing items")).count() == 0

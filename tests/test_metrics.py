@@ -348,6 +348,14 @@ def test_weighted_corpus_metrics_equal_each_resample_computed_alone(seed):
         human, model = m.entropy_items(c / c.sum(axis=1, keepdims=True)), m.entropy_items(q)
         rho = sps.spearmanr(human, model).statistic
         assert m.entropy_correlation_weighted(counts, p, w)[0] == pytest.approx(rho)
+    # Every resample at once (one weight matrix, as the bootstrap computes them), ties in both variables.
+    tied = np.round(p, 1)
+    human_all = m.entropy_items(counts / counts.sum(axis=1, keepdims=True))
+    stacked = m.spearman_weighted(m.entropy_items(tied), human_all, weights)
+    for rows, value in zip(idx, stacked):
+        c, q = counts[rows], tied[rows]
+        human, model = m.entropy_items(c / c.sum(axis=1, keepdims=True)), m.entropy_items(q)
+        assert value == pytest.approx(sps.spearmanr(model, human).statistic)
 
 
 def test_entropy_correlation_is_undefined_for_a_constant_system():

@@ -334,6 +334,44 @@ def test_scores_stored_under_the_earlier_key_are_kept(store, local_scorer):
     assert all(list(after.loc[k, "probs"]) == list(before[k]) for k in before.index)
 
 
+def test_plan_keys_equal_an_independent_computation_of_the_key_digest(store, tmp_path):
+    """The plan writes each key's JSON around the fields the job's keys share (speed): the digests must be
+    those of the whole key's JSON, byte for byte, ids with quotes, backslashes and non-ASCII letters included."""
+    import hashlib
+
+    demo = (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines()
+    odd = []
+    for line, item_id in zip(demo, ['say "no"', "back\\slash", "ünïcödé ☃", "tab\there"]):
+        record = json.loads(line)
+        record["id"] = item_id
+        odd.append(json.dumps(record, ensure_ascii=False))
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "train.scruples-dilemmas.jsonl").write_text("\n".join(odd) + "\n", encoding="utf-8")
+    import_paths(store, [tmp_path / "odd", demo_dir()])
+    for job in (
+        scoring.Job(MODEL, "dilemmas-worse", "dilemmas"),
+        scoring.Job(MODEL, "anecdotes-binarized", "anecdotes", backend="vllm"),
+    ):
+        plan = scoring.plan(store, job, backend_id="some server: 'x'")
+        rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
+        assert len(plan.keys) == len(plan.items) * len(plan.template.orders("both")) > 0
+        for key in plan.keys:
+            fields = {f: key[f] for f in key if f not in ("score_key", "item_hash", "template_hash", "backend")}
+            assert fields["prompt_hash"] == plan.template.prompt_digest(
+                rows[key["item_id"]], plan.options, key["item_order"]
+            )
+            parts = [
+                part
+                for name in sorted({**fields, "key_version": 2})
+                for part in (name, {**fields, "key_version": 2}[name])
+            ]
+            expected = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+            assert key["score_key"] == expected == scoring.jobs.score_key(fields), key
+    assert {"ünïcödé ☃", 'say "no"'} <= {
+        k["item_id"] for k in scoring.plan(store, scoring.Job(MODEL, "dilemmas-worse", "dilemmas")).keys
+    }
+
+
 def test_a_model_registered_with_another_chat_template_is_asked_anew(store):
     """The registry's chat template override changes the text around the messages: part of the key."""
     import_paths(store, [demo_dir()])

@@ -29,9 +29,10 @@ systems = selection.systems
 
 options = tuple(selection.options)
 store = Store()
-with store.connect():  # one unit of work for both reads
+with store.connect():  # one unit of work for these reads (opening the store costs about 20 ms)
     table = item_table(store, selection.dataset, selection.split, selection.view, options)
     current_annotations = annotations.current(store, selection.dataset)  # tags here, the queue below
+    judgments = catalog.judgments(store, selection.dataset, selection.view)
     if not table.empty:
         table = with_tags(table, current_annotations)
 
@@ -80,7 +81,7 @@ if shown.empty:
 # A row stays picked in the table only until Previous / Next moves away from it (the table is redrawn).
 state = st.session_state
 scope = f"{selection.dataset}/{selection.split}"
-ids = list(shown["item_id"])
+ids = shown["item_id"].tolist()
 state["browse_ids"] = ids
 opened = state.setdefault("browse_open", {})  # the open item per dataset and split, kept across pages
 url_written = state.setdefault("_url_written", {})
@@ -107,7 +108,7 @@ in_url = st.query_params.get("item")
 goto = state.pop("browse_goto", None)
 if goto in ids:
     current = goto
-elif in_url is not None and in_url != url_written.get("item") and in_url in set(table["item_id"]):
+elif in_url is not None and in_url != url_written.get("item") and in_url in set(table["item_id"].tolist()):
     current = in_url  # a link, a reload or a click on Compare: the URL names the item
     if current not in ids:  # hidden by the filters: clear them so that exactly this item opens
         for key in FILTER_KEYS:
@@ -197,7 +198,6 @@ with text_col:
     rule = " (vote margin below 0.5)" if selection.kind == "custom" else ""
     st.caption(" · ".join([*facts, f"controversial: {controversial}{rule}"]))
 with chart_col:
-    judgments = catalog.judgments(store, selection.dataset, selection.view)
     has_counts = judgments != SHARES
     samples = [vote_split(item["counts"], options, "human votes" if has_counts else "human shares", 0.9, has_counts)]
     if item["second_counts"] is not None:
@@ -269,7 +269,10 @@ else:
     listed_done = sum((s, i) in done for s, i in zip(shown["split"], shown["item_id"]))
     scorer = f" (scores of {ui.md(system.label)})" if order != "random" and system is not None else ""
     st.caption(f"{ui.md(annotator)} has judged {listed_done} of the {len(shown)} listed items{scorer}.")
-mine = annotations.latest(store, selection.dataset, item["split"], item["item_id"], annotator) if annotator else None
+with store.connect():  # the form's start and the history below, in one unit of work (a save reruns the page)
+    here = (selection.dataset, item["split"], item["item_id"])
+    mine = annotations.latest(store, *here, annotator) if annotator else None
+    saved = annotations.history(store, *here)
 # The form starts from the annotator's current annotation; its widgets are keyed by that annotation, so
 # that after a save (here or elsewhere) they show what is stored, and saving changes only what was edited.
 version = f"{item['split']}-{item['item_id']}-{annotator}-{mine['created_at'] if mine else 'new'}"
@@ -314,7 +317,6 @@ with st.form(f"annotate-{version}"):
                 st.error(ui.md(exc))
 if "annotation_saved" in state:
     st.success(state.pop("annotation_saved"))
-saved = annotations.history(store, selection.dataset, item["split"], item["item_id"])
 if not saved.empty:
     st.caption("History of this item's annotations, newest first")
     st.dataframe(saved, hide_index=True, key="annotation_history")

@@ -9,7 +9,7 @@ from ethdash.datasets.selection import Filters
 from ethdash.durations import human_duration
 from ethdash.errors import EthdashError
 from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, sensitivity, statistics
-from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart
+from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart, scatter_sample
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
 from ethdash.evaluation.people import people_table
 from ethdash.scoring import System, background
@@ -86,6 +86,7 @@ def evaluation_tables(
         Store(), list(systems), chosen.dataset, chosen.split, chosen.view, chosen.options, filters,
         calibration_split, chosen.via,
     )  # fmt: skip
+    ev = ev.without_texts()  # Compare shows no item text; Streamlit copies what it caches on every rerun
     if len(ev.aligned.items) < 2:
         return ev, None, None
     return ev, ev.table(), ev.references()
@@ -311,10 +312,37 @@ counts = ev.counts
 items = ev.aligned.items
 
 
+@st.cache_data(show_spinner="Scoring the annotators…", max_entries=16)
+def people_tables(
+    chosen: ui.Selection,
+    systems: tuple,
+    filters: Filters,
+    calibration_split: str | None,
+    scored_counts: tuple,
+    people_version: tuple,
+):
+    """(labels on the compared items, α, pairwise agreement, each person's metric table): cached on the
+    metrics' inputs and on the annotations' state (`people_version`), so a new annotation recomputes it."""
+    ev, _, _ = evaluation_tables(chosen, systems, filters, calibration_split, scored_counts)
+    items = ev.aligned.items
+    labels = annotations.labels(Store(), chosen.dataset, chosen.view, chosen.options, chosen.split)
+    here = labels[labels["item"].isin(items["split"] + "/" + items["item_id"])]
+    if here.empty:
+        return here, None, None, pd.DataFrame()
+    several = here["annotator"].nunique() >= 2
+    alpha = agreement.krippendorff_alpha(here) if several else None
+    pairs = agreement.pairwise(here).round(3) if several else None
+    long = people_table(ev.counts, items, ev.model_predictions(), here, chosen.options, ordered=ev.ordered)
+    return here, alpha, pairs, long
+
+
 def people_section() -> None:
     """Agreement among the people who labelled these items, and each of them scored like a system."""
-    labels = annotations.labels(store, selection.dataset, selection.view, options, selection.split)
-    here = labels[labels["item"].isin(items["split"] + "/" + items["item_id"])]
+    with store.connect():
+        people_version = (annotations.version(store), catalog.items_version(store))
+    here, alpha, pairs, long = people_tables(
+        selection, tuple(systems), filters, calibration_split, scored_counts, people_version
+    )
     st.subheader("People")
     if here.empty:
         st.caption(
@@ -322,14 +350,12 @@ def people_section() -> None:
             "annotator is scored here beside the models, with the agreement among them."
         )
         return
-    if here["annotator"].nunique() >= 2:
-        alpha = agreement.krippendorff_alpha(here)
+    if alpha is not None:
         st.markdown(
             f"Krippendorff's α (nominal) among {here['annotator'].nunique()} annotators: **{alpha.value:.3f}** "
             f"[{alpha.low:.3f}, {alpha.high:.3f}] over {alpha.items} items labelled by two people or more."
         )
-        st.dataframe(agreement.pairwise(here).round(3), hide_index=True, key="agreement_pairs")
-    long = people_table(counts, items, model_preds, here, options, ordered=ev.ordered)
+        st.dataframe(pairs, hide_index=True, key="agreement_pairs")
     if long.empty:
         st.caption("No annotator has labelled two of these items yet: a person is scored from two items on.")
         return
@@ -381,9 +407,11 @@ k = options.index(option)
 points = human_vs_model(counts, items, model_preds, k)
 scatter = scatter_chart(points, option)
 clicked = st.plotly_chart(scatter, width="stretch", key="scatter_chart", on_select="rerun", selection_mode="points")
+drawn = len(scatter_sample(len(items)))
 st.caption(
     "Click a point to open the item in Browse. Diamonds: each system's mean probability at each human share, "
-    "with its 95% interval."
+    "with its 95% interval"
+    + (f" (over all {len(items):,} items; points: a fixed sample of {drawn:,})." if drawn < len(items) else ".")
 )
 item_points = [p for p in (clicked.selection.points if clicked else []) if len(p.get("customdata") or ()) == 2]
 if item_points and isinstance(item_points[0]["customdata"][1], str):  # a mean's diamond is no item

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ethdash.datasets.items import COUNTS, Dataset, LabelView
 from ethdash.errors import EthdashError
+from ethdash.recent import Recent
 from ethdash.store import Store
 
 
@@ -65,6 +66,18 @@ def count_items(store: Store) -> int:
         return con.execute("SELECT count(*) FROM items").fetchone()[0]
 
 
+def items_version(store: Store) -> tuple:
+    """A fingerprint of the items and votes the store holds: every import that writes or replaces items
+    records itself in `imports` (the only writer of items and votes), so this changes with them."""
+    with store.connect() as con:
+        return (str(store.path), *con.execute("SELECT count(*), max(imported_at) FROM imports").fetchall()[0])
+
+
+# The last few splits read whole (the pages read the split shown on every rerun; at corpus scale that
+# read costs about 0.5 s). Bounded by count, so memory follows the splits shown, not the store.
+_SPLITS: Recent[pd.DataFrame] = Recent(kept=4)
+
+
 def items_frame(
     store: Store,
     dataset: str,
@@ -79,6 +92,26 @@ def items_frame(
     Items whose votes in this view are all zero (an anecdote with only INFO votes, in the
     binarized view) are left out: they carry no distribution.
     """
+    with store.connect():
+        if limit is not None:
+            return _read_items(store, dataset, split, view, limit, item_ids)
+        key = (items_version(store), dataset, split, view)
+        if item_ids is None:
+            return _SPLITS.get_or_compute(key, lambda: _read_items(store, dataset, split, view)).copy(deep=False)
+        whole = _SPLITS.get(key)
+        if whole is None:  # a few items of a split not read whole: read only them
+            return _read_items(store, dataset, split, view, None, item_ids)
+        return whole[whole["item_id"].isin(list(item_ids))].reset_index(drop=True)
+
+
+def _read_items(
+    store: Store,
+    dataset: str,
+    split: str | None,
+    view: str,
+    limit: int | None = None,
+    item_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
     query = """
         SELECT i.dataset, i.split, i.item_id, i.title, i.text, i.actions, i.post_type, i.controversial,
                i.meta, i.content_hash, i.source, i.source_line, g.counts AS counts, s.counts AS second_counts

@@ -6,6 +6,7 @@ changed adapter folder, template or weight file never reuses old numbers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,8 @@ import pandas as pd
 
 from ethdash import adapters, orders
 from ethdash.datasets import catalog
-from ethdash.scoring import System, service
+from ethdash.recent import Recent
+from ethdash.scoring import System, jobs, service
 from ethdash.store import Store
 
 
@@ -48,13 +50,29 @@ def per_item(scores: pd.DataFrame) -> pd.DataFrame:
     return out[columns]
 
 
+# Each system's per-item probabilities over the last few splits asked (the pages ask for every chosen
+# system on every rerun; planning 27,766 items' keys and reading their scores cost about 1 s per system),
+# until the store's items or scores or anything in the scores' keys change.
+_PROBABILITIES: Recent[tuple[int, pd.DataFrame]] = Recent(kept=16)
+
+
 def probabilities(
     store: Store, system: System, dataset: str, split: str | None, via: service.Via = service.LOCAL
 ) -> tuple[int, pd.DataFrame]:
     """(items in the selection, per-item probabilities of those already scored by this backend)."""
     with store.connect():
-        prepared = service.prepare(store, system.job(dataset, split, via.backend), via.server, top_k=via.top_k)
-        return len(prepared.plan.items), per_item(service.scores(store, prepared))
+        job = system.job(dataset, split, via.backend)
+        connection = service.connect(job, via.server, top_k=via.top_k)
+        backend_id = connection.identity()  # a server's: asked every time (it may serve other weights now)
+        state = (catalog.items_version(store), jobs.scores_version(store))
+        key = (*state, jobs.identity(store, job, connection.dtype, backend_id))
+
+        def compute() -> tuple[int, pd.DataFrame]:
+            prepared = service.Prepared(jobs.plan(store, job, connection.dtype, backend_id), connection)
+            return len(prepared.plan.items), per_item(service.scores(store, prepared))
+
+        n_items, frame = _PROBABILITIES.get_or_compute(key, compute)
+        return n_items, frame.copy(deep=False)
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,11 @@ class Aligned:
     items: pd.DataFrame  # the item table's rows
     probs: dict[str, pd.DataFrame]  # label → per_item rows, aligned with items
 
-    @property
-    def counts(self) -> np.ndarray:
-        return catalog.counts_matrix(self.items)
+    @functools.cached_property
+    def counts(self) -> np.ndarray:  # read by every section of Compare: built once, shared read-only
+        counts = catalog.counts_matrix(self.items)
+        counts.flags.writeable = False
+        return counts
 
     def p(self, label: str) -> np.ndarray:
         return np.stack(self.probs[label]["p"].to_numpy())

@@ -7,6 +7,7 @@ metric table, references, human ceiling, reliability and per-item disagreements 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,14 @@ class Evaluation:
     def model_predictions(self) -> list[statistics.Predictions]:
         return [p for p in self.predictions if p.label != statistics.HUMAN_CEILING]
 
+    TEXTS = ("title", "text", "actions", "meta")
+
+    def without_texts(self) -> Evaluation:
+        """The same evaluation, its items without their texts (each row keeps its summary): what a cache keeps
+        (at corpus scale the texts were most of the 60 MB a cached evaluation took to copy on every rerun)."""
+        items = self.aligned.items.drop(columns=[c for c in self.TEXTS if c in self.aligned.items])
+        return dataclasses.replace(self, aligned=Aligned(items, self.aligned.probs))
+
 
 def evaluate(
     store: Store,
@@ -179,13 +188,15 @@ def load(
             table = selection.apply_filters(table, filters)
         if keep is not None and not table.empty:
             table = table[[k in keep for k in zip(table["split"], table["item_id"])]].reset_index(drop=True)
-        keys = set(zip(table["split"], table["item_id"])) if not table.empty else set()
+        keys = pd.MultiIndex.from_arrays([table["split"], table["item_id"]]) if not table.empty else None
         per_system, coverage = {}, []
         for system in systems:
             _, probs = probabilities(store, system, dataset, split, via)
             split_scored = len(probs)
-            inside = np.array([k in keys for k in zip(probs["split"], probs["item_id"])], dtype=bool)
-            probs = probs.loc[inside] if len(probs) else probs
+            if len(probs) and len(table) < split_items:  # filtered: only the rows still in the table
+                probs = probs.loc[pd.MultiIndex.from_arrays([probs["split"], probs["item_id"]]).isin(keys)]
+            elif len(probs) and keys is None:
+                probs = probs.iloc[:0]
             per_system[system.label] = probs
             coverage.append(
                 {

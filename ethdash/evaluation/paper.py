@@ -17,7 +17,7 @@ from ethdash.datasets.selection import Filters
 from ethdash.errors import EthdashError
 from ethdash.evaluation import export, latex, measures, sensitivity, statistics
 from ethdash.evaluation.assemble import CROSS_FIT, Evaluation, evaluate
-from ethdash.evaluation.figures import reliability_chart, scatter_chart
+from ethdash.evaluation.figures import reliability_chart, scatter_chart, scatter_sample
 from ethdash.evaluation.frames import human_vs_model, metric_cells
 from ethdash.scoring import System, service
 from ethdash.store import Store
@@ -191,6 +191,9 @@ def write(
         caption = f"Paired differences (A − B) on the same resampled {n} items, 95% bootstrap intervals."
         paths += export.write_table(result.paired, folder, "paired", meta, caption=caption)
     if with_figures:
+        n_points = len(scatter_sample(n))
+        points = {"points": f"a fixed sample of {n_points} of the {n} items; means over all"} if n_points < n else {}
         for name, fig in figures(result.evaluation, options, option).items():
-            paths += export.write_figure(fig, folder, name, {**meta, "what": name})
+            extra = points if name == "scatter" else {}
+            paths += export.write_figure(fig, folder, name, {**meta, "what": name, **extra})
     return paths

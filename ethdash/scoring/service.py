@@ -44,8 +44,14 @@ class Prepared:
 def prepare(store: Store, job: jobs.Job, server: str | None = None, table: str = "scores", **options) -> Prepared:
     """Resolve the job's names and backend and find what is missing; loads no model (a server is asked
     what it serves). `options` go to the backend (see `backends.Backend`); `table` as in `jobs.plan`."""
-    connection = backends.get(job.backend).connect(models.get(job.model), server, **options)
+    connection = connect(job, server, **options)
     return Prepared(jobs.plan(store, job, connection.dtype, connection.identity(), table), connection)
+
+
+def connect(job: jobs.Job, server: str | None = None, **options) -> Connection:
+    """The backend that computes (or computed) the job's scores; loads no model (a server is asked what it
+    serves)."""
+    return backends.get(job.backend).connect(models.get(job.model), server, **options)
 
 
 def run(store: Store, prepared: Prepared, progress: Callable[[jobs.Progress], None] | None = None) -> int:
