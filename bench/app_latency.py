@@ -2,8 +2,9 @@
 switching to the next item, and rendering Compare for two adapters (plus the base model).
 
 Measured with Streamlit's AppTest in this process: the time the page's script takes on the server,
-which is what ethdash controls (the browser adds its own drawing time). Each repeat is a fresh session
-(cold st.cache_data); the model itself is never loaded because every score shown is cached.
+which is what ethdash controls (the browser adds its own drawing time). Each repeat is a fresh session;
+what the process caches (st.cache_data, the library's memos of the store's state) is warm after the first,
+as in a running server; the model itself is never loaded because every score shown is cached.
 
 Run: .venv/bin/python bench/app_latency.py [--split test] [--adapters A,B] [--repeat 5]
 with ETHDASH_HOME pointing at a store holding the real dilemmas and, for the two adapters, their scores
@@ -37,10 +38,11 @@ def default_adapters(store: Store, split: str) -> list[str]:
     return names[:2]
 
 
-def one_session(split: str, chosen: list[str], **sidebar: str) -> dict[str, float]:
+def one_session(split: str, chosen: list[str], main: Path = ROOT / "app.py", **sidebar: str) -> dict[str, float]:
     """One fresh session: Browse's first render, Next, then Compare; `sidebar`: other URL parameters
-    (dataset, view, template; the dilemmas by default)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    (dataset, view, template; the dilemmas by default). `main`: the app's script (bench/profile_pages.py
+    runs it under a profiler)."""
+    at = AppTest.from_file(str(main), default_timeout=600)
     for key, value in {"dataset": "dilemmas", **sidebar, "split": split, "adapters": ",".join(chosen)}.items():
         at.query_params[key] = value
     start = time.perf_counter()

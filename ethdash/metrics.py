@@ -319,40 +319,41 @@ def _centred_ranks(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return order, sorted_w, ranks
 
 
-# The last two "other sides" of a correlation: (y, the weights object, (w · centred ranks of y in item order,
+# The last two shared sides of a correlation: (x, the weights object, (w · centred ranks of x in item order,
 # Σ w · ranks²)). Systems compared on the same items are resampled with the same weights (see
 # ethdash.evaluation.measures.resampled) and the humans' side is the same for each: computed once per chunk.
-# Only equal y for the very same weights object is reused, so a race between Streamlit's threads can only
+# Only equal x for the very same weights object is reused, so a race between Streamlit's threads can only
 # cost a recomputation.
 _RECENT_SIDES: collections.deque[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]] = collections.deque(
     maxlen=2
 )
 
 
-def _weighted_side(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_side(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for entry in list(_RECENT_SIDES):
-        if entry[1] is w and np.array_equal(entry[0], y):
+        if entry[1] is w and np.array_equal(entry[0], x):
             return entry[2]
-    order, sorted_w, ranks = _centred_ranks(y, w)
+    order, sorted_w, ranks = _centred_ranks(x, w)
     weighted_ranks = sorted_w * ranks
     in_item_order = np.empty_like(ranks)
     in_item_order[:, order] = weighted_ranks
     found = (in_item_order, np.einsum("ij,ij->i", weighted_ranks, ranks))
-    _RECENT_SIDES.append((y.copy(), w, found))
+    _RECENT_SIDES.append((x.copy(), w, found))
     return found
 
 
 def spearman_weighted(x: object, y: object, weights: object) -> np.ndarray:
-    """Spearman's rank correlation of x and y per row of weights (NaN where either is constant)."""
+    """Spearman's rank correlation of x and y per row of weights (NaN where either is constant). x is the
+    side that several calls share (the humans'): its ranks are remembered for the same weights."""
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     w = np.atleast_2d(np.asarray(weights, dtype=float))
     total = w.sum(axis=1)
-    # Centred moments in x's sorted order, the other side's weighted ranks taken into that order: no ranks
-    # are written back to item order and no sums of ranks computed (2.7x faster than that at corpus scale).
-    weighted_y, vy = _weighted_side(ya, w)
-    order, sorted_w, rx = _centred_ranks(xa, w)
-    cov = np.einsum("ij,ij->i", rx, np.take(weighted_y, order, axis=1))
-    vx = np.einsum("ij,ij->i", sorted_w * rx, rx)
+    # Centred moments in y's sorted order, x's weighted ranks taken into that order: no ranks are written
+    # back to item order and no sums of ranks computed (2.7x faster than that at corpus scale).
+    weighted_x, vx = _weighted_side(xa, w)
+    order, sorted_w, ry = _centred_ranks(ya, w)
+    cov = np.einsum("ij,ij->i", ry, np.take(weighted_x, order, axis=1))
+    vy = np.einsum("ij,ij->i", sorted_w * ry, ry)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = cov / np.sqrt(vx * vy)
     # A constant variable has no ranks to correlate; rounding can leave a tiny variance instead of 0.
