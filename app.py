@@ -37,7 +37,7 @@ except EthdashError as exc:
 params = st.query_params
 ALL_SPLITS = "all splits"
 # Short sidebar labels of the registered backends (ethdash.scoring.backends); another one shows by its name.
-BACKEND_LABELS = {"local": "embedded model (in this process)", "vllm": "vLLM server", "openai": "OpenAI-compatible API"}
+BACKEND_LABELS = {"local": "embedded model", "vllm": "vLLM server", "openai": "OpenAI-compatible API"}
 
 
 def _synced_from_url(param: str, key: str, valid) -> None:
@@ -109,7 +109,7 @@ with sidebar_unit:
         offered,
         "backend",
         format_func=lambda name: BACKEND_LABELS.get(name, name),
-        help="What computes the answer probabilities.",
+        help="What computes the answer probabilities: the embedded model runs in this app's own process.",
     )
 server = (
     ""  # read-only: stored scores only, and no address this server would fetch
