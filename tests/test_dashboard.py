@@ -279,6 +279,33 @@ def test_browse_filters_by_disagreement_and_by_tags(scored):
     assert at.caption[0].value == "2 of 2340 items"
 
 
+def test_coverage_follows_the_slice_and_scores_added_since_the_last_look(scored):
+    """The slice's coverage counts what is scored among the sliced items (none when nothing passes), and
+    scores added after a first look count at the next one: what the process keeps is keyed on the store's
+    state, never served stale."""
+    from ethdash.datasets.selection import Filters, apply_filters, item_table
+    from ethdash.evaluation.assemble import load
+
+    system, options = scoring.System(MODEL, "tuned", "dilemmas-worse"), ("action 1", "action 2")
+    columns = ["scored", "items", "split_scored", "split_items"]
+    nothing = Filters(search="no item has these words")
+    _, _, coverage = load(scored, [system], "dilemmas", "dev", "worse", options, nothing)
+    assert coverage.loc[0, columns].tolist() == [0, 0, N_SCORED, 2340]
+    _, _, done = independent(scored, "dev", "tuned")
+    sample = Filters(sample=300)
+    sliced = apply_filters(item_table(scored, "dilemmas", "dev", "worse", options), sample)
+    inside = int(sliced["item_id"].isin(done["item_id"]).sum())
+    _, _, coverage = load(scored, [system], "dilemmas", "dev", "worse", options, sample)
+    assert coverage.loc[0, columns].tolist() == [inside, 300, N_SCORED, 2340]
+
+    more = tuple(catalog.items_frame(scored, "dilemmas", "dev", "worse", limit=N_SCORED + 3)["item_id"])
+    spec = get_model(MODEL)
+    job = scoring.Job(MODEL, "dilemmas-worse", "dilemmas", "dev", "tuned", item_ids=more)
+    assert scoring.run(scored, scoring.plan(scored, job), LocalScorer(spec), Prompter(spec)) == 6  # 3 items x 2
+    _, _, coverage = load(scored, [system], "dilemmas", "dev", "worse", options)
+    assert coverage.loc[0, columns].tolist() == [N_SCORED + 3, 2340, N_SCORED + 3, 2340]
+
+
 def test_missing_scores_are_computed_in_the_background(store):
     import_paths(store, [demo_dir()])
     at = app_test()

@@ -193,10 +193,10 @@ def load(
         for system in systems:
             _, probs = probabilities(store, system, dataset, split, via)
             split_scored = len(probs)
-            if len(probs) and len(table) < split_items:  # filtered: only the rows still in the table
-                probs = probs.loc[pd.MultiIndex.from_arrays([probs["split"], probs["item_id"]]).isin(keys)]
-            elif len(probs) and keys is None:
+            if len(probs) and keys is None:  # nothing passes the filters
                 probs = probs.iloc[:0]
+            elif len(probs) and len(table) < split_items:  # filtered: only the rows still in the table
+                probs = probs.loc[pd.MultiIndex.from_arrays([probs["split"], probs["item_id"]]).isin(keys)]
             per_system[system.label] = probs
             coverage.append(
                 {
