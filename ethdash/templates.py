@@ -234,12 +234,13 @@ def load_file(path: Path) -> Template:
     try:
         content = path.read_bytes()
         memo = (str(path), content)
-        if memo in _PARSED:
-            return _PARSED[memo]
+        found = _PARSED.get(memo)  # (one lookup: another session's thread may clear the memo meanwhile)
+        if found is not None:
+            return found
         raw = tomllib.loads(content.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise TemplateError(f"{path}: cannot read the template ({exc})") from exc
-    if len(_PARSED) >= 256:  # edited files leave their earlier versions behind
+    if len(_PARSED) >= 1024:  # edited files leave their earlier versions behind
         _PARSED.clear()
     template = _PARSED[memo] = parse(raw, str(path))
     return template

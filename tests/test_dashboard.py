@@ -135,6 +135,30 @@ def test_compare_shows_metrics_equal_to_an_independent_computation(scored):
     assert references["class prior"] == pytest.approx(metrics.soft_xent(counts, np.tile(prior, (len(counts), 1))))
 
 
+def test_votes_imported_again_change_what_compare_shows_at_the_next_look(scored, shared_data, tmp_path):
+    """Corrected votes keep their items' scores (the prompt is the same) and the metrics follow the new votes
+    at the next rerun: nothing the app keeps is served from the earlier votes."""
+    at = compare_page()
+    before = first_number(frame_with(at, "soft xent").loc[BASE, "soft xent"])
+    _, _, done = independent(scored, "dev", None)
+    corrected = []
+    for line in (shared_data / "scruples" / "dilemmas" / "dev.scruples-dilemmas.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["id"] in set(done["item_id"]):  # the scored items, their two actions' votes swapped
+            record["gold_annotations"] = record["gold_annotations"][::-1]
+            record["gold_label"] = 1 - record["gold_label"]
+            corrected.append(json.dumps(record))
+    (tmp_path / "corrected").mkdir()
+    (tmp_path / "corrected" / "dev.scruples-dilemmas.jsonl").write_text("\n".join(corrected) + "\n")
+    assert import_paths(scored, [tmp_path / "corrected"]).changed == N_SCORED
+    at.run()
+    assert not at.exception, at.exception
+    assert list(frame_with(at, "scored")["scored"]) == [N_SCORED, N_SCORED]  # no score computed again
+    counts, p, _ = independent(scored, "dev", None)
+    after = first_number(frame_with(at, "soft xent").loc[BASE, "soft xent"])
+    assert after == pytest.approx(metrics.soft_xent(counts, p), abs=6e-4) and abs(after - before) > 1e-3
+
+
 def test_calibration_on_another_split_uses_that_splits_items(scored):
     at = compare_page()
     at.radio(key="c_calibration").set_value("split test").run()

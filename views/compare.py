@@ -12,7 +12,7 @@ from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, sensi
 from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart, scatter_sample
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
 from ethdash.evaluation.people import people_table
-from ethdash.scoring import System, background
+from ethdash.scoring import System, background, jobs
 from ethdash.store import Store
 from views import ui
 
@@ -78,10 +78,10 @@ calibration_split = CROSS_FIT if calibration.startswith("the compared") else cal
 
 @st.cache_data(show_spinner="Computing metrics and bootstrap intervals…", max_entries=16)
 def evaluation_tables(
-    chosen: ui.Selection, systems: tuple, filters: Filters, calibration_split: str | None, scored_counts: tuple
+    chosen: ui.Selection, systems: tuple, filters: Filters, calibration_split: str | None, store_state: tuple
 ):
-    """Cached on every input it reads (all are arguments) and on how many scores each system has, so that
-    new scores recompute it."""
+    """Cached on every input it reads (all are arguments) and on the store's state (its items and votes, its
+    scores, how many each system has), so that new scores or re-imported votes recompute it."""
     ev = evaluate(
         Store(), list(systems), chosen.dataset, chosen.split, chosen.view, chosen.options, filters,
         calibration_split, chosen.via,
@@ -207,8 +207,9 @@ slice_items, coverage = selected_now()
 st.session_state["c_coverage_fresh"] = True
 polling = any(j["running"] for j in page_jobs())
 st.fragment(coverage_section, run_every=3 if polling else None)(slice_items, coverage)
-scored_counts = tuple(coverage["scored"])
-ev, table, refs = evaluation_tables(selection, tuple(systems), filters, calibration_split, scored_counts)
+with store.connect():
+    store_state = (catalog.items_version(store), jobs.scores_version(store), tuple(coverage["scored"]))
+ev, table, refs = evaluation_tables(selection, tuple(systems), filters, calibration_split, store_state)
 n_items = len(ev.aligned.items)
 if table is None:
     st.info("Fewer than two items are scored by every system: score them above, or open items in Browse.")
@@ -318,12 +319,12 @@ def people_tables(
     systems: tuple,
     filters: Filters,
     calibration_split: str | None,
-    scored_counts: tuple,
+    store_state: tuple,
     people_version: tuple,
 ):
     """(labels on the compared items, α, pairwise agreement, each person's metric table): cached on the
     metrics' inputs and on the annotations' state (`people_version`), so a new annotation recomputes it."""
-    ev, _, _ = evaluation_tables(chosen, systems, filters, calibration_split, scored_counts)
+    ev, _, _ = evaluation_tables(chosen, systems, filters, calibration_split, store_state)
     items = ev.aligned.items
     labels = annotations.labels(Store(), chosen.dataset, chosen.view, chosen.options, chosen.split)
     here = labels[labels["item"].isin(items["split"] + "/" + items["item_id"])]
@@ -339,9 +340,9 @@ def people_tables(
 def people_section() -> None:
     """Agreement among the people who labelled these items, and each of them scored like a system."""
     with store.connect():
-        people_version = (annotations.version(store), catalog.items_version(store))
+        people_version = annotations.version(store)  # imported labels come with the items (store_state)
     here, alpha, pairs, long = people_tables(
-        selection, tuple(systems), filters, calibration_split, scored_counts, people_version
+        selection, tuple(systems), filters, calibration_split, store_state, people_version
     )
     st.subheader("People")
     if here.empty:

@@ -69,11 +69,14 @@ def write_items(store: Store, result: ReadResult) -> ImportReport:
         to_write = fresh + changed
         if to_write:
             _insert(con, to_write, hashes)
-            for source in result.sources:
+            # Every write of items is logged: the log is also what tells readers the items changed
+            # (catalog.items_version), so a write with no source file is logged too.
+            for source in result.sources or [None]:
                 con.execute(
                     "INSERT INTO imports VALUES (?, ?, ?, ?, ?)",
-                    [source.name, source.sha256, len(fresh), len(changed), utc_now()],
-                )
+                    [source.name if source else "(no file)", source.sha256 if source else "", len(fresh),
+                     len(changed), utc_now()],
+                )  # fmt: skip
     unchanged = len(result.items) - len(to_write)
     return ImportReport(len(fresh), len(changed), unchanged, per_split, long_fields(result.items))
 

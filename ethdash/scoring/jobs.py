@@ -217,7 +217,9 @@ class _KeyDigest:
         self._tail = text + "]"
 
     def __call__(self, key: dict) -> str:
-        if any(key[name] != value for name, value in self._fixed.items()):
+        if len(key) != len(self._fixed) + len(self.VARYING) or any(
+            key[name] != value for name, value in self._fixed.items()
+        ):  # a key of other fields than these: the whole key's JSON
             return score_key(key)
         text = "".join(head + _json_string(key[name]) for head, name in self._parts)
         return hashlib.sha256((text + self._tail).encode()).hexdigest()
