@@ -137,8 +137,7 @@ def version(store: Store) -> tuple:
     """A fingerprint of the annotations: they are only ever added (a change is a new row, the history is
     kept), so their count and newest time change with every save. Imported labels come with items
     (`catalog.items_version`)."""
-    with store.connect() as con:
-        return (str(store.path), *con.execute("SELECT count(*), max(created_at) FROM annotations").fetchall()[0])
+    return store.state("annotations")
 
 
 # The current annotations of the last few datasets asked, until an annotation is saved (Browse reads them on

@@ -123,6 +123,17 @@ class Store:
                 raise
             con.commit()
 
+    # Tables whose rows are only ever added, each with the column that times a row: their count and newest
+    # time change with every write (see `state`).
+    APPEND_ONLY = {"imports": "imported_at", "scores": "created_at", "annotations": "created_at"}
+
+    def state(self, table: str) -> tuple:
+        """A cheap fingerprint of an append-only table (this file, its row count, its newest time): what a
+        result derived from the table is kept under, until the table changes."""
+        with self.connect() as con:
+            query = f"SELECT count(*), max({self.APPEND_ONLY[table]}) FROM {table}"  # names from the dict only
+            return (str(self.path), table, *con.execute(query).fetchall()[0])
+
     def check(self) -> dict[str, int]:
         """Rows per table, reading every table through (a damaged page fails here, not later)."""
         with self.connect() as con:

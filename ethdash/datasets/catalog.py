@@ -69,8 +69,7 @@ def count_items(store: Store) -> int:
 def items_version(store: Store) -> tuple:
     """A fingerprint of the items and votes the store holds: every import that writes or replaces items
     records itself in `imports` (the only writer of items and votes), so this changes with them."""
-    with store.connect() as con:
-        return (str(store.path), *con.execute("SELECT count(*), max(imported_at) FROM imports").fetchall()[0])
+    return store.state("imports")
 
 
 # The last few splits read whole (the pages read the split shown on every rerun; at corpus scale that

@@ -332,14 +332,7 @@ def _stored_keys(store: Store, keys: list[str], table: str = "scores") -> set[st
         return set()
     if table not in ("scores", "stated"):  # a table name in SQL: only these two
         raise ValueError(table)
-    with store.connect() as con:
-        if len(keys) <= FEW_KEYS:
-            rows = con.execute(f"SELECT score_key FROM {table} WHERE score_key IN ({_marks(keys)})", keys).fetchall()
-        else:
-            con.register("wanted", pd.DataFrame({"score_key": keys}))
-            rows = con.execute(f"SELECT s.score_key FROM {table} s JOIN wanted w USING (score_key)").fetchall()
-            con.unregister("wanted")
-    return {r[0] for r in rows}
+    return set(_with_keys(store, f"SELECT score_key FROM {table}", keys, "")["score_key"])
 
 
 # Up to this many keys are looked up with a list of parameters (the primary key's index; the item open in
@@ -347,8 +340,17 @@ def _stored_keys(store: Store, keys: list[str], table: str = "scores") -> set[st
 FEW_KEYS = 200
 
 
-def _marks(keys: list[str]) -> str:
-    return ", ".join("?" * len(keys))
+def _with_keys(store: Store, select: str, keys: list[str], order: str) -> pd.DataFrame:
+    """The rows of `select` (a SELECT ... FROM one table) whose score_key is one of `keys`, then `order`."""
+    with store.connect() as con:
+        if len(keys) <= FEW_KEYS:
+            wanted = f"score_key IN ({', '.join('?' * len(keys))})" if keys else "false"
+            return con.execute(f"{select} WHERE {wanted} {order}", keys).df()
+        con.register("wanted", pd.DataFrame({"score_key": keys}))
+        try:
+            return con.execute(f"{select} SEMI JOIN wanted USING (score_key) {order}").df()
+        finally:
+            con.unregister("wanted")
 
 
 def run(
@@ -509,22 +511,13 @@ def stored(store: Store, job: Job, dtype: str | None = None) -> tuple[Plan, pd.D
 def scores_version(store: Store) -> tuple:
     """A fingerprint of the stored scores: rows are only ever added (`_adopt_legacy_scores` re-keys rows,
     numbers unchanged), so their count and newest time change with every write."""
-    with store.connect() as con:
-        return (str(store.path), *con.execute("SELECT count(*), max(created_at) FROM scores").fetchall()[0])
+    return store.state("scores")
 
 
 def scores_frame(store: Store, p: Plan) -> pd.DataFrame:
     """The stored scores of a plan, one row per (item, order)."""
     keys = [k["score_key"] for k in p.keys]
-    order = "ORDER BY split, item_id, item_order"
-    with store.connect() as con:
-        if len(keys) <= FEW_KEYS:
-            wanted = f"score_key IN ({_marks(keys)})" if keys else "false"
-            return con.execute(f"SELECT * FROM scores WHERE {wanted} {order}", keys).df()
-        con.register("wanted", pd.DataFrame({"score_key": keys}))
-        frame = con.execute(f"SELECT s.* FROM scores s JOIN wanted USING (score_key) {order}").df()
-        con.unregister("wanted")
-        return frame
+    return _with_keys(store, "SELECT * FROM scores", keys, "ORDER BY split, item_id, item_order")
 
 
 EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
