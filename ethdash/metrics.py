@@ -144,8 +144,17 @@ def fit_temperature(counts: object, p: object) -> float:
     """T* = argmin_T xent(ȳ, softmax(log p / T)). Fit on held-out data only."""
     n, pp = as_counts(counts), as_counts(p)
 
+    y = shares(n)
+    voted = y > 0
+    with np.errstate(divide="ignore"):
+        logp = np.log(pp)  # once, not at each step of the search (the same values as `temper`'s)
+
     def objective(log_t: float) -> float:
-        return soft_xent(n, temper(pp, float(np.exp(log_t))))
+        z = logp / float(np.exp(log_t))
+        z -= z.max(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # log softmax(log p / T)
+            return float(-np.where(voted, y * log_q, 0.0).sum(axis=1).mean())
 
     res = optimize.minimize_scalar(objective, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(np.exp(res.x))
@@ -220,9 +229,9 @@ def resample_weights(idx: np.ndarray, n_items: int) -> np.ndarray:
     return np.bincount((idx + rows).ravel(), minlength=len(idx) * n_items).reshape(len(idx), n_items).astype(float)
 
 
-def ece_weighted(counts: object, p: object, weights: object, n_bins: int = 10) -> np.ndarray:
-    """ECE per row of weights: Σ_b |Σ_{i in b} w_i (confidence_i − observed_i)| / Σ_i w_i, the bins of
-    `reliability_bins` (per bin, |mean confidence − mean observed| times its share of the items)."""
+def ece_columns(counts: object, p: object, n_bins: int = 10) -> np.ndarray:
+    """Per item and bin of `reliability_bins`: confidence − observed in the item's bin, 0 in the others.
+    ECE is `ece_from_sums` of these columns' weighted sums: the bootstrap takes all resamples in one product."""
     y, pp = shares(counts), as_counts(p)
     confidence = pp.max(axis=1)
     observed = y[np.arange(len(y)), pp.argmax(axis=1)]
@@ -230,22 +239,37 @@ def ece_weighted(counts: object, p: object, weights: object, n_bins: int = 10) -
     index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
     gaps = np.zeros((len(pp), n_bins))
     gaps[np.arange(len(pp)), index] = confidence - observed
+    return gaps
+
+
+def ece_from_sums(sums: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """ECE per row of weights from (weights @ `ece_columns`) and the weights' sums."""
+    return np.abs(sums).sum(axis=1) / total
+
+
+def ece_weighted(counts: object, p: object, weights: object, n_bins: int = 10) -> np.ndarray:
+    """ECE per row of weights: Σ_b |Σ_{i in b} w_i (confidence_i − observed_i)| / Σ_i w_i, the bins of
+    `reliability_bins` (per bin, |mean confidence − mean observed| times its share of the items)."""
     w = np.atleast_2d(np.asarray(weights, dtype=float))
-    return np.abs(w @ gaps).sum(axis=1) / w.sum(axis=1)
+    return ece_from_sums(w @ ece_columns(counts, p, n_bins), w.sum(axis=1))
 
 
-def _class_tallies(counts: object, p: object, weights: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of weights and option: hits, predictions and majorities, items with a tied majority left out."""
+def class_tally_columns(counts: object, p: object) -> np.ndarray:
+    """Per item, three indicator blocks of one column per option: a hit (argmax p is the majority and that
+    option), a prediction of the option, the option as the majority; items with a tied majority are 0
+    everywhere. Their weighted sums are the class tallies of macro-F1 and balanced accuracy."""
     n, pp = as_counts(counts), as_counts(p)
     maj, options = majority(n), np.arange(n.shape[1])
     kept = (maj >= 0)[:, None]
     actual = (maj[:, None] == options) & kept
     predicted = (pp.argmax(axis=1)[:, None] == options) & kept
-    w = np.atleast_2d(np.asarray(weights, dtype=float))
-    # One product: each product with the weights reads all of them (memory-bound at corpus scale).
-    k = n.shape[1]
-    tallies = w @ np.hstack([actual & predicted, predicted, actual]).astype(float)
-    return tallies[:, :k], tallies[:, k : 2 * k], tallies[:, 2 * k :]
+    return np.hstack([actual & predicted, predicted, actual]).astype(float)
+
+
+def _tallies(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hits, predictions, majorities) per row and option, from weights @ `class_tally_columns`."""
+    k = sums.shape[1] // 3
+    return sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k :]
 
 
 def _mean_where(values: np.ndarray, defined: np.ndarray) -> np.ndarray:
@@ -256,22 +280,34 @@ def _mean_where(values: np.ndarray, defined: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def macro_f1_weighted(counts: object, p: object, weights: object) -> np.ndarray:
-    """Macro-F1 of argmax p against the majority (tied items left out), averaged over the options that
-    are a majority or a prediction at least once (an option never predicted but present scores 0)."""
-    hits, predicted, actual = _class_tallies(counts, p, weights)
+def macro_f1_from_tallies(sums: np.ndarray, total: np.ndarray | None = None) -> np.ndarray:
+    """Macro-F1 per row of (weights @ `class_tally_columns`)."""
+    hits, predicted, actual = _tallies(sums)
     present = predicted + actual > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = 2.0 * hits / (predicted + actual)
     return _mean_where(f1, present)
 
 
-def balanced_accuracy_weighted(counts: object, p: object, weights: object) -> np.ndarray:
-    """Mean recall over the options that are the majority of at least one item (tied items left out)."""
-    hits, _, actual = _class_tallies(counts, p, weights)
+def balanced_accuracy_from_tallies(sums: np.ndarray, total: np.ndarray | None = None) -> np.ndarray:
+    """Balanced accuracy per row of (weights @ `class_tally_columns`)."""
+    hits, _, actual = _tallies(sums)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = hits / actual
     return _mean_where(recall, actual > 0)
+
+
+def macro_f1_weighted(counts: object, p: object, weights: object) -> np.ndarray:
+    """Macro-F1 of argmax p against the majority (tied items left out), averaged over the options that
+    are a majority or a prediction at least once (an option never predicted but present scores 0)."""
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    return macro_f1_from_tallies(w @ class_tally_columns(counts, p))
+
+
+def balanced_accuracy_weighted(counts: object, p: object, weights: object) -> np.ndarray:
+    """Mean recall over the options that are the majority of at least one item (tied items left out)."""
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    return balanced_accuracy_from_tallies(w @ class_tally_columns(counts, p))
 
 
 # How each variable sorts (its order, and where its ties are), by content: a comparison's systems' entropies
@@ -307,25 +343,26 @@ def _centred_ranks(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
     sorted_w = np.take(w, order, axis=1)
     cumulative = np.cumsum(sorted_w, axis=1)
     centre = (cumulative[:, -1:] + 1.0) / 2.0
-    if ties is None:  # each item spans its own w_i ranks
+    if ties is None:  # each item spans its own w_i ranks: the midrank is cumulative − (w_i − 1) / 2
         ranks = cumulative
-        ranks -= (sorted_w - 1.0) / 2.0
+        ranks -= 0.5 * sorted_w
+        ranks += 0.5 - centre
     else:
         last, group = ties
         end = cumulative[:, last]
         start = np.concatenate([np.zeros((len(w), 1)), end[:, :-1]], axis=1)
         ranks = ((start + end + 1.0) / 2.0)[:, group]
-    ranks -= centre
+        ranks -= centre
     return order, sorted_w, ranks
 
 
-# The last two shared sides of a correlation: (x, the weights object, (w · centred ranks of x in item order,
+# The last few shared sides of a correlation: (x, the weights object, (w · centred ranks of x in item order,
 # Σ w · ranks²)). Systems compared on the same items are resampled with the same weights (see
-# ethdash.evaluation.measures.resampled) and the humans' side is the same for each: computed once per chunk.
-# Only equal x for the very same weights object is reused, so a race between Streamlit's threads can only
-# cost a recomputation.
+# ethdash.evaluation.measures.resampled, which weighs two chunks at once on two threads) and the humans' side
+# is the same for each: computed once per chunk. Only equal x for the very same weights object is reused, so a
+# race between threads can only cost a recomputation.
 _RECENT_SIDES: collections.deque[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]] = collections.deque(
-    maxlen=2
+    maxlen=4
 )
 
 

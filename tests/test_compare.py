@@ -12,7 +12,7 @@ from scipy import stats as sps
 from scipy.special import softmax
 
 from ethdash import metrics
-from ethdash.evaluation import statistics
+from ethdash.evaluation import measures, statistics
 from tests import reference_bootstrap
 
 from .conftest import DILEMMAS_DEV, ROOT
@@ -61,6 +61,32 @@ def test_the_table_equals_the_metrics_and_the_generic_bootstrap(real_votes):
         generic = reference_bootstrap.bootstrap(fn, [real_votes, p], n_resamples=300, seed=7)
         assert (table.loc[name, "low"], table.loc[name, "high"]) == pytest.approx((generic.low, generic.high))
     assert table.loc["dirichlet", "c"] == 12.0 and table.loc["calibrated_xent", "T"] == 1.7
+
+
+def test_the_bootstrap_in_many_chunks_on_two_threads_equals_each_resample_computed_alone(real_votes, monkeypatch):
+    """`measures.resampled` weighs chunks of resamples on two threads, every system's means and weighted sums in
+    one product: each resample's metrics equal the metrics of the resampled items themselves (drawn again,
+    duplicates and all), for two systems at once, the entropy ρ against scipy's Spearman."""
+    monkeypatch.setattr(measures, "_WEIGHT_CELLS", 7 * len(real_votes))  # 7 resamples a chunk: 9 chunks
+    monkeypatch.setattr(measures, "_THREADS", 2)
+    n = len(real_votes)
+    systems = []
+    for seed in (5, 6):
+        p, _ = predictions(real_votes, seed)
+        first = np.random.default_rng(seed).uniform(0.3, 0.9, n)
+        inputs = measures.Inputs(real_votes, p, np.full(n, 9.0), np.full(n, 1.3), first, np.full(n, 0.01))
+        systems.append(([m for m in measures.METRICS if m.applies(inputs)], inputs))
+    idx = np.random.default_rng(8).integers(0, n, (60, n))
+    found = measures.resampled([(tuple(chosen), inputs) for chosen, inputs in systems], idx)
+    for (chosen, inputs), values in zip(systems, found):
+        assert set(values) == {m.name for m in chosen}
+        for r, rows in enumerate(idx):
+            alone = inputs.subset(rows)
+            for metric in chosen:
+                assert values[metric.name][r] == pytest.approx(metric.value(alone), rel=1e-9, nan_ok=True), metric.name
+            human = metrics.entropy_items(metrics.shares(real_votes[rows]))
+            rho = sps.spearmanr(human, metrics.entropy_items(inputs.p[rows])).statistic
+            assert values["entropy_rho"][r] == pytest.approx(rho, rel=1e-9)
 
 
 def test_accuracy_with_tied_items_equals_the_generic_bootstrap(real_votes):

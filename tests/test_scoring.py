@@ -336,12 +336,13 @@ def test_scores_stored_under_the_earlier_key_are_kept(store, local_scorer):
 
 def test_plan_keys_equal_an_independent_computation_of_the_key_digest(store, tmp_path):
     """The plan writes each key's JSON around the fields the job's keys share (speed): the digests must be
-    those of the whole key's JSON, byte for byte, ids with quotes, backslashes and non-ASCII letters included."""
+    those of the whole key's JSON, byte for byte, ids with quotes, backslashes, braces (the key's text is a
+    format pattern) and non-ASCII letters included."""
     import hashlib
 
     demo = (demo_dir() / "demo.scruples-dilemmas.jsonl").read_text().splitlines()
     odd = []
-    for line, item_id in zip(demo, ['say "no"', "back\\slash", "ünïcödé ☃", "tab\there"]):
+    for line, item_id in zip(demo, ['say "no"', "back\\slash", "ünïcödé ☃", "tab\there", "{curly} }{0}"]):
         record = json.loads(line)
         record["id"] = item_id
         odd.append(json.dumps(record, ensure_ascii=False))
@@ -352,7 +353,7 @@ def test_plan_keys_equal_an_independent_computation_of_the_key_digest(store, tmp
         scoring.Job(MODEL, "dilemmas-worse", "dilemmas"),
         scoring.Job(MODEL, "anecdotes-binarized", "anecdotes", backend="vllm"),
     ):
-        plan = scoring.plan(store, job, backend_id="some server: 'x'")
+        plan = scoring.plan(store, job, backend_id="some server: 'x' {braces} }{")
         rows = {r.item_id: r._asdict() for r in plan.items.itertuples()}
         assert len(plan.keys) == len(plan.items) * len(plan.template.orders("both")) > 0
         for key in plan.keys:
@@ -367,7 +368,7 @@ def test_plan_keys_equal_an_independent_computation_of_the_key_digest(store, tmp
             ]
             expected = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
             assert key["score_key"] == expected == scoring.jobs.score_key(fields), key
-    assert {"ünïcödé ☃", 'say "no"'} <= {
+    assert {"ünïcödé ☃", 'say "no"', "{curly} }{0}"} <= {
         k["item_id"] for k in scoring.plan(store, scoring.Job(MODEL, "dilemmas-worse", "dilemmas")).keys
     }
 

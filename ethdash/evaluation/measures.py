@@ -11,7 +11,9 @@ disagreement, distributional alignment), shown as two tables where space is shor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,14 +44,25 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class Weighted:
+    """A corpus metric that is a function of weighted sums over items: `finish(w @ columns(x), Σ w)` per row of
+    item weights w. The bootstrap computes every such metric of every system in one matrix product per chunk
+    of resamples; metrics with the same `columns` function (macro-F1, balanced accuracy) share their sums."""
+
+    columns: Callable[[Inputs], np.ndarray]  # items x k
+    finish: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (rows x k sums, rows' total weight) -> rows
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     label: str
     unit: str  # "nats", or "" for a share or a probability difference
     lower_is_better: bool
     per_item: Callable[[Inputs], np.ndarray] | None = None  # NaN where undefined for an item
-    # When the metric is not a mean over items: its value per row of item weights (resamples x items).
-    corpus: Callable[[Inputs, np.ndarray], np.ndarray] | None = None
+    # When the metric is not a mean over items: its value per row of item weights (resamples x items), or
+    # the weighted sums it is computed from.
+    corpus: Callable[[Inputs, np.ndarray], np.ndarray] | Weighted | None = None
     needs_order: bool = False  # dilemmas only: read from P(first-listed)
     needs_outside: bool = False  # read from the mass outside the answers, which only models have
     needs_scale: bool = False  # only where the dataset declares its options ordered
@@ -60,11 +73,17 @@ class Metric:
     def value(self, inputs: Inputs) -> float:
         """The metric over these items (NaN where it is undefined on all of them)."""
         if self.corpus is not None:
-            return float(self.corpus(inputs, np.ones((1, len(inputs.p))))[0])
+            return float(self.weighted(inputs, np.ones((1, len(inputs.p))))[0])
         column = self.per_item(inputs)
         if np.isnan(column).all():
             return float("nan")
         return float(np.nanmean(column))
+
+    def weighted(self, inputs: Inputs, weights: np.ndarray) -> np.ndarray:
+        """A corpus metric's value per row of item weights."""
+        if isinstance(self.corpus, Weighted):
+            return self.corpus.finish(weights @ self.corpus.columns(inputs), weights.sum(axis=1))
+        return self.corpus(inputs, weights)
 
     def applies(self, inputs: Inputs) -> bool:
         return (
@@ -83,6 +102,14 @@ def _hit(x: Inputs) -> np.ndarray:
     """1 where argmax p is the majority option, 0 where not, NaN where the majority is tied."""
     maj = majority(x.counts)
     return np.where(maj >= 0, (x.p.argmax(axis=1) == maj).astype(float), np.nan)
+
+
+def _calibration_gaps(x: Inputs) -> np.ndarray:
+    return metrics.ece_columns(x.counts, x.p)
+
+
+def _class_tallies(x: Inputs) -> np.ndarray:
+    return metrics.class_tally_columns(x.counts, x.p)
 
 
 def _position_bias(x: Inputs) -> np.ndarray:
@@ -107,7 +134,7 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric("accuracy", "accuracy", "", False, per_item=_hit),
     Metric("brier", "Brier", "", True, per_item=lambda x: metrics.brier_items(x.counts, x.p)),
-    Metric("ece", "ECE", "", True, corpus=lambda x, w: metrics.ece_weighted(x.counts, x.p, w)),
+    Metric("ece", "ECE", "", True, corpus=Weighted(_calibration_gaps, metrics.ece_from_sums)),
     Metric("position_bias", "position bias", "", True, per_item=_position_bias, needs_order=True, signed=True),
     Metric("kl", "KL", "nats", True, per_item=lambda x: metrics.kl_items(x.counts, x.p), compared=False),
     # The field's: distances between distributions, classification against the majority, and more.
@@ -141,7 +168,7 @@ METRICS: tuple[Metric, ...] = (
         "macro-F1",
         "",
         False,
-        corpus=lambda x, w: metrics.macro_f1_weighted(x.counts, x.p, w),
+        corpus=Weighted(_class_tallies, metrics.macro_f1_from_tallies),
         family="field",
     ),
     Metric(
@@ -149,7 +176,7 @@ METRICS: tuple[Metric, ...] = (
         "balanced accuracy",
         "",
         False,
-        corpus=lambda x, w: metrics.balanced_accuracy_weighted(x.counts, x.p, w),
+        corpus=Weighted(_class_tallies, metrics.balanced_accuracy_from_tallies),
         family="field",
     ),
     Metric(
@@ -192,37 +219,82 @@ def values(inputs: Inputs, chosen: tuple[Metric, ...] = METRICS) -> dict[str, fl
 
 # Resamples weighed at once: a chunk's weights are chunk x items floats.
 _WEIGHT_CELLS = 1_000_000
+# Chunks weighed at once: numpy releases the GIL in the products, gathers, sorts and sums that weighing is.
+_THREADS = min(2, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where one system's sums are in the columns that every system's metrics are weighed from."""
+
+    inputs: Inputs
+    per_item: list[Metric]  # their sums of defined values at `start`, the counts of defined values after
+    start: int
+    sums: list[tuple[Metric, slice]]  # `Weighted` corpus metrics and their columns
+    other: list[Metric]  # corpus metrics computed from the weights themselves (the entropy correlation)
 
 
 def resampled(systems: list[tuple[tuple[Metric, ...], Inputs]], idx: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Each system's metrics on every bootstrap resample (rows of item indices), for several systems over the
     same items in one pass over chunks of resamples: each chunk's item weights (how often each item is
-    drawn) are built once for all systems, the means of a system's per-item metrics are one matrix product
-    with them (NaN values left out, as `np.nanmean` of the resampled values), and its corpus metrics read the
-    same weights (the humans' side of the entropy correlation is then ranked once per chunk). Gathering the
-    resampled values metric by metric cost about 1.4 s per metric at 28,000 items."""
+    drawn) are built once, and one matrix product with them gives every system's means of per-item metrics
+    (NaN values left out, as `np.nanmean` of the resampled values) and the sums its `Weighted` corpus metrics
+    are computed from; the others read the same weights (the humans' side of the entropy correlation is then
+    ranked once per chunk). Two chunks are weighed at once, on two threads. Gathering the resampled values
+    metric by metric cost about 1.4 s per metric at 28,000 items."""
     n_items = len(idx[0]) if len(idx) else 0
-    prepared = []
+    blocks: list[np.ndarray] = []
+    layouts = []
+    width = 0
     for chosen, inputs in systems:
         per_item = [m for m in chosen if m.corpus is None]
         columns = np.column_stack([m.per_item(inputs) for m in per_item]) if per_item else np.empty((n_items, 0))
         defined = ~np.isnan(columns)
-        stacked = np.hstack([np.where(defined, columns, 0.0), defined.astype(float)])
-        prepared.append((per_item, [m for m in chosen if m.corpus is not None], stacked, inputs))
-    parts: list[dict[str, list[np.ndarray]]] = [{m.name: [] for m in chosen} for chosen, _ in systems]
-    chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
-    for start in range(0, len(idx), chunk):
-        weights = metrics.resample_weights(idx[start : start + chunk], n_items)
-        for (per_item, corpus, stacked, inputs), out in zip(prepared, parts):
-            sums = weights @ stacked
-            count = sums[:, len(per_item) :]
+        blocks += [np.where(defined, columns, 0.0), defined.astype(float)]
+        layout = _Layout(inputs, per_item, width, [], [])
+        width += 2 * len(per_item)
+        placed: dict[Callable, slice] = {}  # one block per columns function: metrics that share it share sums
+        for metric in chosen:
+            if isinstance(metric.corpus, Weighted):
+                if metric.corpus.columns not in placed:
+                    block = metric.corpus.columns(inputs)
+                    blocks.append(block)
+                    placed[metric.corpus.columns] = slice(width, width + block.shape[1])
+                    width += block.shape[1]
+                layout.sums.append((metric, placed[metric.corpus.columns]))
+            elif metric.corpus is not None:
+                layout.other.append(metric)
+        layouts.append(layout)
+    stacked = np.hstack(blocks) if blocks else np.empty((n_items, 0))
+
+    def weigh(rows: slice) -> list[dict[str, np.ndarray]]:
+        weights = metrics.resample_weights(idx[rows], n_items)
+        sums, total = weights @ stacked, weights.sum(axis=1)
+        found = []
+        for layout in layouts:
+            k, at = len(layout.per_item), layout.start
+            count = sums[:, at + k : at + 2 * k]
             with np.errstate(invalid="ignore", divide="ignore"):  # a resample of tied items alone has no accuracy
-                means = np.where(count > 0, sums[:, : len(per_item)] / count, np.nan)
-            for k, metric in enumerate(per_item):
-                out[metric.name].append(means[:, k])
-            for metric in corpus:
-                out[metric.name].append(metric.corpus(inputs, weights))
-    return [{name: np.concatenate(values) for name, values in out.items() if values} for out in parts]
+                means = np.where(count > 0, sums[:, at : at + k] / count, np.nan)
+            values = {metric.name: means[:, j] for j, metric in enumerate(layout.per_item)}
+            values.update({metric.name: metric.corpus.finish(sums[:, cols], total) for metric, cols in layout.sums})
+            values.update({metric.name: metric.corpus(layout.inputs, weights) for metric in layout.other})
+            found.append(values)
+        return found
+
+    chunk = max(1, _WEIGHT_CELLS // max(n_items, 1))
+    parts = [slice(start, start + chunk) for start in range(0, len(idx), chunk)]
+    if len(parts) > 1 and _THREADS > 1:
+        with ThreadPoolExecutor(_THREADS) as pool:
+            done = list(pool.map(weigh, parts))
+    else:
+        done = [weigh(part) for part in parts]
+    if not done:
+        return [{} for _ in systems]
+    return [
+        {m.name: np.concatenate([chunk_values[s][m.name] for chunk_values in done]) for m in chosen}
+        for s, (chosen, _) in enumerate(systems)
+    ]
 
 
 def fitted_inputs(counts: object, p: object, first: np.ndarray | None = None, has_counts: bool = True) -> Inputs:

@@ -172,18 +172,19 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None, tab
     digest = _KeyDigest(r.fixed)
     item_orders = template.orders(job.order)
     columns = [items[c].tolist() for c in ("dataset", "split", "item_id", "content_hash")]
-    records: list[dict] = []  # the items as dicts, built at the first prompt digest not remembered
+    prompt_digest = _PromptDigests(template, r.options, items)
     for row, (dataset, split, item_id, content_hash) in enumerate(zip(*columns)):
         for order in item_orders:
+            prompt_hash = prompt_digest(row, content_hash, order)
             key = {
                 "dataset": dataset,
                 "split": split,
                 "item_id": item_id,
                 "item_order": order,
-                "prompt_hash": _prompt_digest(template, items, records, row, content_hash, r.options, order),
+                "prompt_hash": prompt_hash,
                 **r.fixed,
             }
-            key["score_key"] = digest(key)
+            key["score_key"] = digest.of(dataset, split, item_id, order, prompt_hash)
             # Recorded with the score, outside the key: the votes and template file it was computed with.
             key.update(item_hash=content_hash, template_hash=template.content_hash, backend=job.backend)
             keys.append(key)
@@ -196,7 +197,7 @@ def _plan(store: Store, job: Job, dtype: str | None, backend_id: str | None, tab
 
 class _KeyDigest:
     """`score_key` for keys that share the fields in `fixed`: their JSON is written once, and each key's
-    text assembled around it (equal, byte for byte, to `score_key`'s; tested), since at corpus scale a
+    text filled in around it (equal, byte for byte, to `score_key`'s; tested), since at corpus scale a
     page plans 166,000 keys and `json.dumps` of each whole key was most of that."""
 
     VARYING = ("dataset", "split", "item_id", "item_order", "prompt_hash")
@@ -204,25 +205,42 @@ class _KeyDigest:
     def __init__(self, fixed: dict):
         fields = sorted({"key_version": KEY_VERSION, **fixed, **dict.fromkeys(self.VARYING, "")})
         self._fixed = dict(fixed)
-        self._parts = []  # the JSON text between the varying values, and which value follows each
-        text = "["
+        text = "["  # a str.format pattern: the fixed values' JSON (braces doubled), a field for each varying one
         for position, name in enumerate(fields):
-            text += (", " if position else "") + json.dumps(name, ensure_ascii=False) + ", "
+            text += _braces_doubled((", " if position else "") + json.dumps(name, ensure_ascii=False) + ", ")
             if name in self.VARYING:
-                self._parts.append((text, name))
-                text = ""
+                text += "{" + name + "}"
             else:
                 value = KEY_VERSION if name == "key_version" else fixed[name]
-                text += json.dumps(value, ensure_ascii=False)
-        self._tail = text + "]"
+                text += _braces_doubled(json.dumps(value, ensure_ascii=False))
+        self._pattern = (text + "]").format
+        self._quoted: dict[object, str] = {}  # the few datasets, splits and orders, as JSON
 
     def __call__(self, key: dict) -> str:
         if len(key) != len(self._fixed) + len(self.VARYING) or any(
             key[name] != value for name, value in self._fixed.items()
         ):  # a key of other fields than these: the whole key's JSON
             return score_key(key)
-        text = "".join(head + _json_string(key[name]) for head, name in self._parts)
-        return hashlib.sha256((text + self._tail).encode()).hexdigest()
+        return self.of(*(key[name] for name in self.VARYING))
+
+    def of(self, dataset: str, split: str, item_id: str, item_order: str, prompt_hash: str) -> str:
+        """The digest of the key of these values and the fixed fields."""
+        quoted = self._quoted
+        for value in (dataset, split, item_order):
+            if value not in quoted:
+                quoted[value] = _json_string(value)
+        text = self._pattern(
+            dataset=quoted[dataset],
+            split=quoted[split],
+            item_id=_json_string(item_id),
+            item_order=quoted[item_order],
+            prompt_hash=_json_string(prompt_hash),
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _braces_doubled(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')  # what json.dumps(s, ensure_ascii=False) writes unchanged
@@ -235,31 +253,31 @@ def _json_string(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_DIGESTS: dict[tuple, str] = {}
+# Prompt digests by (template file, answer options) then (item content, order): pages plan the same items for
+# every system on every rerun.
+_DIGESTS: dict[tuple, dict[tuple[str, str], str]] = {}
 _DIGESTS_KEPT = 200_000  # about 40 MB
 
 
-def _prompt_digest(
-    template: templates.Template,
-    items: pd.DataFrame,
-    records: list[dict],
-    row: int,
-    content_hash: str,
-    options: tuple[str, ...],
-    order: str,
-) -> str:
-    """`Template.prompt_digest` of the item in row `row`, remembered per (template file, item content,
-    order): pages plan the same items for every system on every rerun. `records`: the items as dicts,
-    filled here when first needed (one conversion of the frame: a row at a time cost 0.13 ms each)."""
-    memo = (template.content_hash, content_hash, options, order)
-    digest = _DIGESTS.get(memo)
-    if digest is None:
-        if len(_DIGESTS) >= _DIGESTS_KEPT:
+class _PromptDigests:
+    """`Template.prompt_digest` of a plan's items by row, remembered. The items are turned into dicts when the
+    first digest not remembered is computed (one conversion of the frame: a row at a time cost 0.13 ms each)."""
+
+    def __init__(self, template: templates.Template, options: tuple[str, ...], items: pd.DataFrame):
+        self._template, self._options, self._items = template, options, items
+        self._records: list[dict] = []
+        if sum(map(len, _DIGESTS.values())) >= _DIGESTS_KEPT:
             _DIGESTS.clear()
-        if not records:
-            records.extend(items.to_dict("records"))
-        digest = _DIGESTS[memo] = template.prompt_digest(records[row], options, order)
-    return digest
+        self._known = _DIGESTS.setdefault((template.content_hash, options), {})
+
+    def __call__(self, row: int, content_hash: str, order: str) -> str:
+        digest = self._known.get((content_hash, order))
+        if digest is None:
+            if not self._records:
+                self._records = self._items.to_dict("records")
+            digest = self._template.prompt_digest(self._records[row], self._options, order)
+            self._known[(content_hash, order)] = digest
+        return digest
 
 
 def legacy_score_key(key: dict, legacy_weights: str) -> str:
