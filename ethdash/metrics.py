@@ -197,6 +197,13 @@ class ReliabilityBins:
         return float((gaps * self.count[used]).sum() / self.count.sum())
 
 
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """Each confidence's bin: [k/n, (k+1)/n), the last one closed (confidence 1.0 falls in the top bin). From
+    k = floor(confidence · n), not from the edges: linspace's 0.6 is 0.6000000000000001, which put a
+    confidence of exactly 0.6 in the bin below."""
+    return np.clip(np.floor(confidence * n_bins), 0, n_bins - 1).astype(int)
+
+
 def reliability_bins(counts: object, p: object, n_bins: int = 10) -> ReliabilityBins:
     """Equal-width bins of confidence = max_k p_k; the same bins draw the reliability diagram."""
     y, pp = shares(counts), as_counts(p)
@@ -204,8 +211,7 @@ def reliability_bins(counts: object, p: object, n_bins: int = 10) -> Reliability
     confidence = pp.max(axis=1)
     observed = y[np.arange(len(y)), predicted]
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Bins are [lo, hi), the last one closed: confidence 1.0 falls in the top bin.
-    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    index = _bin_index(confidence, n_bins)
     count = np.bincount(index, minlength=n_bins).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         conf_mean = np.bincount(index, confidence, minlength=n_bins) / count
@@ -235,8 +241,7 @@ def ece_columns(counts: object, p: object, n_bins: int = 10) -> np.ndarray:
     y, pp = shares(counts), as_counts(p)
     confidence = pp.max(axis=1)
     observed = y[np.arange(len(y)), pp.argmax(axis=1)]
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    index = _bin_index(confidence, n_bins)
     gaps = np.zeros((len(pp), n_bins))
     gaps[np.arange(len(pp)), index] = confidence - observed
     return gaps
@@ -358,9 +363,9 @@ def _centred_ranks(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # The last few shared sides of a correlation: (x, the weights object, (w · centred ranks of x in item order,
 # Σ w · ranks²)). Systems compared on the same items are resampled with the same weights (see
-# ethdash.evaluation.measures.resampled, which weighs two chunks at once on two threads) and the humans' side
-# is the same for each: computed once per chunk. Only equal x for the very same weights object is reused, so a
-# race between threads can only cost a recomputation.
+# ethdash.evaluation.measures.resampled) and the humans' side is the same for each: computed once per chunk.
+# Only equal x for the very same weights object is reused, so a race between Streamlit's threads can only
+# cost a recomputation.
 _RECENT_SIDES: collections.deque[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]] = collections.deque(
     maxlen=4
 )

@@ -63,12 +63,11 @@ def test_the_table_equals_the_metrics_and_the_generic_bootstrap(real_votes):
     assert table.loc["dirichlet", "c"] == 12.0 and table.loc["calibrated_xent", "T"] == 1.7
 
 
-def test_the_bootstrap_in_many_chunks_on_two_threads_equals_each_resample_computed_alone(real_votes, monkeypatch):
-    """`measures.resampled` weighs chunks of resamples on two threads, every system's means and weighted sums in
-    one product: each resample's metrics equal the metrics of the resampled items themselves (drawn again,
-    duplicates and all), for two systems at once, the entropy ρ against scipy's Spearman."""
+def test_the_bootstrap_in_many_chunks_equals_each_resample_computed_alone(real_votes, monkeypatch):
+    """`measures.resampled` weighs chunks of resamples, every system's means and weighted sums in one product:
+    each resample's metrics equal the metrics of the resampled items themselves (drawn again, duplicates and
+    all), for two systems at once, the entropy ρ against scipy's Spearman."""
     monkeypatch.setattr(measures, "_WEIGHT_CELLS", 7 * len(real_votes))  # 7 resamples a chunk: 9 chunks
-    monkeypatch.setattr(measures, "_THREADS", 2)
     n = len(real_votes)
     systems = []
     for seed in (5, 6):

@@ -131,6 +131,13 @@ def _read_items(
     return frame
 
 
+def records(items: pd.DataFrame) -> list[dict]:
+    """The rows as dicts, as templates read an item: `to_dict("records")`'s values, built column by column
+    (pandas boxes each cell there: 2.5x slower on 27,766 items)."""
+    columns = list(items.columns)
+    return [dict(zip(columns, row)) for row in zip(*(items[c].tolist() for c in columns))]
+
+
 def counts_matrix(frame: pd.DataFrame, column: str = "counts") -> np.ndarray:
     """The vote counts of a frame from `items_frame` as an items x options array."""
     if frame.empty:

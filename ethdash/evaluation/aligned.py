@@ -18,6 +18,8 @@ from ethdash.recent import Recent
 from ethdash.scoring import System, jobs, service
 from ethdash.store import Store
 
+PER_ITEM_READS = ("split", "item_id", "item_order", "probs", "outside_mass", "censored")  # what per_item reads
+
 
 def per_item(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per item from stored scores: p in vote order (orders averaged for dilemmas), P(first-listed)
@@ -69,7 +71,7 @@ def probabilities(
 
         def compute() -> tuple[int, pd.DataFrame]:
             prepared = service.Prepared(jobs.plan(store, job, connection.dtype, backend_id), connection)
-            return len(prepared.plan.items), per_item(service.scores(store, prepared))
+            return len(prepared.plan.items), per_item(service.scores(store, prepared, PER_ITEM_READS))
 
         n_items, frame = _PROBABILITIES.get_or_compute(key, compute)
         return n_items, frame.copy(deep=False)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,7 +274,7 @@ class _PromptDigests:
         digest = self._known.get((content_hash, order))
         if digest is None:
             if not self._records:
-                self._records = self._items.to_dict("records")
+                self._records = catalog.records(self._items)
             digest = self._template.prompt_digest(self._records[row], self._options, order)
             self._known[(content_hash, order)] = digest
         return digest
@@ -489,6 +489,13 @@ def distribution(answer_logprobs: np.ndarray) -> tuple[np.ndarray, float]:
     return np.exp(lp - total), float(max(0.0, 1.0 - np.exp(total)))
 
 
+SCORE_COLUMNS = (
+    *("score_key", "dataset", "split", "item_id", "item_hash", "model", "model_weights", "adapter", "adapter_hash"),
+    *("template", "template_hash", "item_order", "backend", "dtype", "probs", "answer_logprobs", "outside_mass"),
+    *("seconds", "created_at", "prompt_hash", "backend_id", "censored", "system_fingerprint"),
+)
+
+
 def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> None:
     now = utc_now()
     records = []
@@ -508,11 +515,7 @@ def _write(store: Store, p: Plan, keys: list[dict], results: list[Result]) -> No
             }
         )
     frame = pd.DataFrame(records)
-    columns = (
-        "score_key, dataset, split, item_id, item_hash, model, model_weights, adapter, adapter_hash, template, "
-        "template_hash, item_order, backend, dtype, probs, answer_logprobs, outside_mass, seconds, created_at, "
-        "prompt_hash, backend_id, censored, system_fingerprint"
-    )
+    columns = ", ".join(SCORE_COLUMNS)
     with store.transaction() as con:
         con.register("new_scores", frame)
         con.execute(f"INSERT OR IGNORE INTO scores ({columns}) SELECT {columns} FROM new_scores")
@@ -532,10 +535,14 @@ def scores_version(store: Store) -> tuple:
     return store.state("scores")
 
 
-def scores_frame(store: Store, p: Plan) -> pd.DataFrame:
-    """The stored scores of a plan, one row per (item, order)."""
+def scores_frame(store: Store, p: Plan, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The stored scores of a plan, one row per (item, order); `columns` of them (default: all; the score
+    lists of a whole split's 23 columns take 3x longer to read than the 6 that comparisons use)."""
     keys = [k["score_key"] for k in p.keys]
-    return _with_keys(store, "SELECT * FROM scores", keys, "ORDER BY split, item_id, item_order")
+    if columns is not None and not set(columns) <= set(SCORE_COLUMNS):  # names that reach SQL: only these
+        raise ValueError(f"not score columns: {sorted(set(columns) - set(SCORE_COLUMNS))}")
+    wanted = "*" if columns is None else ", ".join(columns)
+    return _with_keys(store, f"SELECT {wanted} FROM scores", keys, "ORDER BY split, item_id, item_order")
 
 
 EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
@@ -601,7 +608,7 @@ def _asked_as_now(store: Store, frame: pd.DataFrame) -> pd.Series:
         except (EthdashError, KeyError):
             continue
         items = catalog.items_frame(store, dataset, split, template.view)
-        records = dict(zip(items["item_id"].tolist(), items.to_dict("records")))
+        records = dict(zip(items["item_id"].tolist(), catalog.records(items)))
         asked: dict[tuple[str, str], str | None] = {}  # each (item, order) once: every system asks the same
         for position, item_id, order, digest in zip(
             frame.index.get_indexer(group.index), group["item_id"], group["item_order"], group["prompt_hash"]

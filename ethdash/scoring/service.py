@@ -5,7 +5,7 @@ registry, the plan is made with the dtype that backend stores, and the work runs
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,9 +111,9 @@ def repeat_spread(prepared: Prepared, times: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def scores(store: Store, prepared: Prepared) -> pd.DataFrame:
-    """The job's stored scores, one row per (item, order)."""
-    return jobs.scores_frame(store, prepared.plan)
+def scores(store: Store, prepared: Prepared, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The job's stored scores, one row per (item, order): `columns` of them (default: all)."""
+    return jobs.scores_frame(store, prepared.plan, columns)
 
 
 def prompter(spec: models.ModelSpec) -> Prompter:
