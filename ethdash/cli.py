@@ -415,10 +415,12 @@ def evaluate(
     import pandas as pd
 
     from ethdash.datasets.selection import Filters
-    from ethdash.evaluation import export, measures, paper
+    from ethdash.evaluation import export, measures, paper, statistics
+    from ethdash.evaluation.kept import StoredBootstrap
     from ethdash.scoring.service import Via
 
     store = Store()
+    click.get_current_context().with_resource(statistics.kept_in(StoredBootstrap(store)))
     model_name = model_name or DEFAULT_MODEL
     filters = Filters(controversial, tuple(margin), search, tuple(post_types), sample=sample)
     ev, options = paper.compare(

@@ -11,6 +11,7 @@ from ethdash.errors import EthdashError
 from ethdash.evaluation import CROSS_FIT, evaluate, load, measures, paper, sensitivity, statistics
 from ethdash.evaluation.figures import difference_histogram, reliability_chart, scatter_chart, scatter_sample
 from ethdash.evaluation.frames import human_vs_model, metric_cells, xent_differences
+from ethdash.evaluation.kept import StoredBootstrap
 from ethdash.evaluation.people import people_table
 from ethdash.scoring import System, background, jobs
 from ethdash.store import Store
@@ -20,6 +21,8 @@ selection = ui.selection()
 systems = selection.systems
 options = tuple(selection.options)
 store = Store()
+# A large split's bootstrap is computed once, then read from the store (by this and every later process).
+statistics.keep_in(StoredBootstrap())
 
 st.header(f"Compare · {ui.md(selection.dataset)} · {ui.md(selection.split or 'all splits')}")
 if not systems:

@@ -10,10 +10,14 @@ T* fitted on that item.
 from __future__ import annotations
 
 import collections
+import contextvars
 import functools
 import hashlib
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -189,9 +193,12 @@ def _interval(estimate: float, resampled: np.ndarray, level: float) -> tuple[flo
     return float(estimate), float(low), float(high)
 
 
+PerMetric = dict[str, tuple[float, np.ndarray]]  # metric → (estimate, its value on every resample)
+
+
 # A system's resampled metrics, by the content they are computed from: the metric table, the paired
 # differences and the best system of one comparison need each system's several times.
-_RESAMPLED: collections.OrderedDict[bytes, dict[str, tuple[float, np.ndarray]]] = collections.OrderedDict()
+_RESAMPLED: collections.OrderedDict[bytes, PerMetric] = collections.OrderedDict()
 _RESAMPLED_KEPT = 256  # about 100 KB each: people tables add one per person and system
 _RESAMPLED_LOCK = threading.Lock()  # Streamlit runs each session's script in its own thread
 
@@ -203,17 +210,51 @@ def _content_key(counts: np.ndarray, pred: Predictions, n_resamples: int, seed: 
     return digest.digest()
 
 
+class Kept(Protocol):
+    """Where bootstrap results outlive the process (the store: `ethdash.evaluation.kept`)."""
+
+    def load(self, keys: list[bytes]) -> dict[bytes, PerMetric]: ...
+
+    def save(self, results: dict[bytes, PerMetric]) -> None: ...
+
+
+_KEPT: contextvars.ContextVar[Kept | None] = contextvars.ContextVar("bootstrap_kept", default=None)
+# Smaller comparisons are bootstrapped in a fraction of a second: not worth a place among the few kept.
+KEPT_FROM_ITEMS = 2_000
+
+
+def keep_in(kept: Kept | None) -> contextvars.Token:
+    """Bootstrap results of large comparisons made in this thread (a page's script run, a command) are looked
+    up in and saved to `kept`; None: kept in this process only."""
+    return _KEPT.set(kept)
+
+
+@contextmanager
+def kept_in(kept: Kept | None) -> Iterator[None]:
+    token = keep_in(kept)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
 def _per_metric(
     counts: np.ndarray, preds: list[Predictions], n_resamples: int, seed: int, ordered: bool
-) -> list[dict[str, tuple[float, np.ndarray]]]:
+) -> list[PerMetric]:
     """For each system, each compared metric's estimate and its value on every resample (none where it is
     undefined); remembered by content, so that a system's bootstrap is computed once per comparison, and
-    those not remembered computed together (see `measures.resampled`)."""
+    those not remembered computed together (see `measures.resampled`). A large comparison's are also looked
+    up in and saved to where `keep_in` says, so that they are computed once, not once per process."""
     keys = [_content_key(counts, pred, n_resamples, seed, ordered) for pred in preds]
     with _RESAMPLED_LOCK:
         found = {key: _RESAMPLED[key] for key in keys if key in _RESAMPLED}
         for key in found:
             _RESAMPLED.move_to_end(key)
+    kept = _KEPT.get() if len(counts) >= KEPT_FROM_ITEMS else None
+    if kept is not None and len(found) < len(keys):
+        loaded = kept.load([key for key in keys if key not in found])
+        found.update(loaded)
+        _remember(loaded)
     missing = {key: pred for key, pred in zip(keys, preds) if key not in found}
     if missing:
         chosen, estimates = [], []
@@ -224,14 +265,21 @@ def _per_metric(
             chosen.append((tuple(m for m, v in values.items() if not np.isnan(v)), inputs))
             estimates.append(values)
         idx = resample_indices(len(counts), n_resamples, seed)
+        computed = {}
         for key, (metrics_, _), values, resampled in zip(missing, chosen, estimates, measures.resampled(chosen, idx)):
-            found[key] = {m.name: (values[m], resampled[m.name]) for m in metrics_}
-        with _RESAMPLED_LOCK:
-            for key in missing:
-                _RESAMPLED[key] = found[key]
-            while len(_RESAMPLED) > _RESAMPLED_KEPT:
-                _RESAMPLED.popitem(last=False)
+            computed[key] = {m.name: (values[m], resampled[m.name]) for m in metrics_}
+        found.update(computed)
+        _remember(computed)
+        if kept is not None:
+            kept.save(computed)
     return [found[key] for key in keys]
+
+
+def _remember(results: dict[bytes, PerMetric]) -> None:
+    with _RESAMPLED_LOCK:
+        _RESAMPLED.update(results)
+        while len(_RESAMPLED) > _RESAMPLED_KEPT:
+            _RESAMPLED.popitem(last=False)
 
 
 def metric_table(

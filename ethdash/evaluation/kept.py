@@ -1,0 +1,97 @@
+"""Bootstrap results kept in the store, so that a large comparison's bootstrap is computed once, not once per
+process: `ethdash evaluate` run again, the app restarted, or Compare after `evaluate` read it back.
+
+A result is found by a digest of everything it is computed from (`statistics._content_key`: the votes, the
+probabilities, c and T*, the resamples) and of the code that computes metrics, so that a new version of it
+never reads an earlier version's numbers. Only the newest `KEPT` results are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from ethdash import metrics, votes
+from ethdash.errors import EthdashError
+from ethdash.evaluation import measures, statistics
+from ethdash.migrations import utc_now
+from ethdash.store import Store
+
+KEPT = 200  # about 100 KB each (1,000 resamples of 12 metrics): 20 MB at most
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def code_version() -> bytes:
+    """A digest of the modules whose code decides a bootstrap's numbers."""
+    digest = hashlib.blake2b()
+    for module in (metrics, votes, measures, statistics):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.digest()
+
+
+class StoredBootstrap:
+    """`statistics.Kept` in a store's `bootstrap_results` table (None: the store the settings name when it
+    is used, as the pages open theirs). Failing to read or write it costs only a recomputation: the
+    comparison itself never fails on it (a line in the log says why)."""
+
+    def __init__(self, store: Store | None = None):
+        self._store = store
+
+    @property
+    def store(self) -> Store:
+        return self._store if self._store is not None else Store()
+
+    @staticmethod
+    def _key(content: bytes) -> str:
+        return hashlib.blake2b(code_version() + content, digest_size=20).hexdigest()
+
+    def load(self, keys: list[bytes]) -> dict[bytes, statistics.PerMetric]:
+        wanted = {self._key(k): k for k in keys}
+        if not wanted:
+            return {}
+        try:
+            with self.store.connect() as con:
+                rows = con.execute(
+                    "SELECT content_key, metrics, estimates, resampled FROM bootstrap_results "
+                    f"WHERE content_key IN ({', '.join('?' * len(wanted))})",
+                    list(wanted),
+                ).fetchall()
+        except (duckdb.Error, EthdashError) as exc:
+            log.warning("bootstrap results not read from %s: %s", self.store.path, exc)
+            return {}
+        found = {}
+        for key, names, estimates, blob in rows:
+            if not names:
+                found[wanted[key]] = {}
+                continue
+            resampled = np.frombuffer(blob, dtype=np.float64).reshape(len(names), -1)  # read-only, shared
+            found[wanted[key]] = {name: (float(e), resampled[i]) for i, (name, e) in enumerate(zip(names, estimates))}
+        return found
+
+    def save(self, results: dict[bytes, statistics.PerMetric]) -> None:
+        now = utc_now()
+        rows = []
+        for content, per_metric in results.items():
+            names = list(per_metric)
+            resampled = np.stack([np.asarray(per_metric[n][1], dtype=np.float64) for n in names]) if names else None
+            blob = b"" if resampled is None else resampled.tobytes()
+            rows.append([self._key(content), names, [float(per_metric[n][0]) for n in names], blob, now])
+        if not rows:
+            return
+        try:
+            with self.store.transaction() as con:
+                con.executemany("INSERT OR REPLACE INTO bootstrap_results VALUES (?, ?, ?, ?, ?)", rows)
+                con.execute(
+                    """DELETE FROM bootstrap_results WHERE content_key NOT IN (
+                           SELECT content_key FROM bootstrap_results ORDER BY created_at DESC, content_key LIMIT ?)""",
+                    [KEPT],
+                )
+        except (duckdb.Error, EthdashError) as exc:
+            log.warning("bootstrap results not kept in %s: %s", self.store.path, exc)
