@@ -13,9 +13,12 @@ Then measures what users run, each as they run it:
 - Browse first render and item switch, Compare with the six systems (every metric, bootstrap included),
   on the largest split of each dataset: the time the page's script takes on the server (AppTest, as
   bench/app_latency.py), each repeat a fresh session: the first visit to the split after the app started
-  (`*_first_visit`: nothing about the split cached yet) and the median of later visits (what the process
-  keeps, until the store changes: the item table, each system's plan and scores, the bootstrap);
-- `ethdash evaluate` with the six systems (a whole process) and `ethdash scores export` of every score;
+  (`*_first_visit`: nothing about the split cached yet, no bootstrap kept in the store), the median of
+  later visits (what the process keeps, until the store changes: the item table, each system's plan and
+  scores, the bootstrap), and the first visit in a new app process, the bootstraps the first one kept in
+  the store (`*_after_restart`);
+- `ethdash evaluate` with the six systems (a whole process), with no bootstrap kept in the store and run
+  again (reading the first run's), and `ethdash scores export` of every score;
 - the peak memory (VmHWM) of a real `ethdash app` process while headless Chromium opens Browse and
   Compare on a small split and then on the largest one (memory should follow the split shown).
 
@@ -56,6 +59,7 @@ SCORED = [
 ANNOTATIONS = 20_000
 TARGETS = {"browse_first_render": 1.0, "item_switch": 0.3, "compare_render": 3.0, "evaluate": 5.0}
 FIRST = "_first_visit"  # the page times of the first visit to a split since the app started
+RESTARTED = "_after_restart"  # the same in a new process, with the bootstraps kept by the first one
 LARGEST = {"dilemmas": ("train", "worse", "dilemmas-worse"), "anecdotes": ("train", "binarized", "anecdotes-binarized")}
 
 
@@ -197,6 +201,23 @@ def page_times(dataset: str, split: str, view: str, template: str) -> dict[str, 
     return one_session(split, ADAPTERS, dataset=dataset, view=view, template=template)
 
 
+def forget_kept_bootstraps(store) -> None:
+    """No bootstrap kept in the store by an earlier run: what a first look at a split computes."""
+    with store.transaction() as con:
+        con.execute("DELETE FROM bootstrap_results")
+
+
+def restarted_session() -> None:
+    """In a new process: a small split first (a started server), then the first visit to each largest split;
+    prints the page times as JSON."""
+    page_times("dilemmas", "dev", "worse", "dilemmas-worse")
+    times = {
+        f"{dataset}/{split}": page_times(dataset, split, view, template)
+        for dataset, (split, view, template) in LARGEST.items()
+    }
+    print(json.dumps(times))
+
+
 def app_memory(env: dict, splits: list[tuple[str, str, str, str]]) -> list[dict]:
     """A real `ethdash app` process; headless Chromium opens Browse then Compare for each (dataset, split,
     view, template) in turn; the process's peak resident memory (VmHWM) after each."""
@@ -253,11 +274,14 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="Build (or reuse) the store here.")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--restarted-session", action="store_true", help=argparse.SUPPRESS)  # see restarted_session
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ethdash-corpus-"))
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ETHDASH_HOME": str(home)}
     os.environ["ETHDASH_HOME"] = str(home)  # this process's library calls and AppTest use it too
+    if args.restarted_session:
+        return restarted_session()
 
     import torch
     from score_path import matmul_gflops
@@ -284,6 +308,7 @@ def main() -> None:
     result["import_s"], _ = cli(["data", "import", str(home / "corpus")], fresh)  # timed on a fresh store
 
     pages = {}
+    forget_kept_bootstraps(store)
     # A server that has started: the pages' modules and libraries imported on a small split first.
     page_times("dilemmas", "dev", "worse", "dilemmas-worse")
     for dataset, (split, view, template) in LARGEST.items():
@@ -293,6 +318,13 @@ def main() -> None:
         runs = [page_times(dataset, split, view, template) for _ in range(args.repeat)]
         pages[f"{dataset}/{split}"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         pages[f"{dataset}/{split}"].update({f"{k}{FIRST}": v for k, v in first.items()})
+    # A new process: the first visits again, with the bootstraps the first process kept in the store.
+    done = subprocess.run(
+        [sys.executable, __file__, "--home", str(home), "--restarted-session"],
+        env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    for split, times in json.loads(done.stdout.strip().splitlines()[-1]).items():
+        pages[split].update({f"{k}{RESTARTED}": v for k, v in times.items()})
     result["pages"] = pages
 
     adapters = [a for name in ADAPTERS for a in ("--adapter", name)]
@@ -306,7 +338,9 @@ def main() -> None:
         "train",
         *adapters,
     ]
+    forget_kept_bootstraps(store)
     result["evaluate_s"], _ = cli(evaluate, env)
+    result["evaluate_again_s"], _ = cli(evaluate, env)  # the first run's bootstrap read from the store
     export_path = home / "scores.parquet"
     result["scores_export_s"], done = cli(["scores", "export", str(export_path)], env)
     result["scores_exported"] = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
@@ -321,11 +355,12 @@ def main() -> None:
     print(f"{'ethdash data import (whole process)':<56}{result['import_s']:>9.1f}{'':>8}")
     for split, times in pages.items():
         for key, seconds in times.items():
-            target = TARGETS[key.removesuffix(FIRST)]
+            target = TARGETS[key.removesuffix(FIRST).removesuffix(RESTARTED)]
             print(f"{key + ' · ' + split:<56}{seconds:>9.2f}{target:>8.1f}")
     print(
         f"{'ethdash evaluate, 6 systems, anecdotes/train':<56}{result['evaluate_s']:>9.1f}{TARGETS['evaluate']:>8.1f}"
     )
+    print(f"{'the same again (the bootstrap kept)':<56}{result['evaluate_again_s']:>9.1f}{TARGETS['evaluate']:>8.1f}")
     print(f"{'ethdash scores export (every score)':<56}{result['scores_export_s']:>9.1f}{'':>8}")
     for row in result["app_memory"]:
         print(

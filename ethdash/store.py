@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from ethdash import settings
 from ethdash.errors import EthdashError, StoreBusyError, StoreDamagedError
@@ -78,6 +79,12 @@ def damaged(path: Path, exc: Exception) -> StoreDamagedError:
         f"(`ethdash store backup` makes them; the README's Backups says how), or move the file away to start a "
         f"new, empty store; `ethdash store check` reports what it can read."
     )
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame, through Arrow: DuckDB's `.df()` writes each string as a Python object
+    that pandas then turns back into Arrow (3x slower for a split of 27,766 items)."""
+    return con.sql(query, params=params).to_arrow_table().to_pandas()
 
 
 class Store:

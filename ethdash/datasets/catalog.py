@@ -10,7 +10,7 @@ import pandas as pd
 from ethdash.datasets.items import COUNTS, Dataset, LabelView
 from ethdash.errors import EthdashError
 from ethdash.recent import Recent
-from ethdash.store import Store
+from ethdash.store import Store, query_frame
 
 
 def datasets(store: Store) -> list[Dataset]:
@@ -125,7 +125,7 @@ def _read_items(
         LIMIT ?"""
     wanted = None if item_ids is None else list(item_ids)
     with store.connect() as con:
-        frame = con.execute(query, [view, dataset, split, split, wanted, wanted, limit]).df()
+        frame = query_frame(con, query, [view, dataset, split, split, wanted, wanted, limit])
     # Items without a second human sample: None, not a missing-value marker that arrays can't hold.
     frame["second_counts"] = [c if isinstance(c, (list, np.ndarray)) else None for c in frame["second_counts"]]
     return frame

@@ -220,7 +220,7 @@ class Kept(Protocol):
 
 _KEPT: contextvars.ContextVar[Kept | None] = contextvars.ContextVar("bootstrap_kept", default=None)
 # Smaller comparisons are bootstrapped in a fraction of a second: not worth a place among the few kept.
-KEPT_FROM_ITEMS = 2_000
+KEPT_FROM_ITEMS = 1_000
 
 
 def keep_in(kept: Kept | None) -> contextvars.Token:

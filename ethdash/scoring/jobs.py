@@ -27,7 +27,7 @@ from ethdash.errors import EthdashError
 from ethdash.migrations import utc_now
 from ethdash.scoring.backends import BudgetSpent, Request, Result, Scorer
 from ethdash.scoring.prompting import Prompter, PromptTooLong
-from ethdash.store import Store
+from ethdash.store import Store, query_frame
 
 CHUNK = 32  # requests scored and written per unit of work
 
@@ -363,10 +363,10 @@ def _with_keys(store: Store, select: str, keys: list[str], order: str) -> pd.Dat
     with store.connect() as con:
         if len(keys) <= FEW_KEYS:
             wanted = f"score_key IN ({', '.join('?' * len(keys))})" if keys else "false"
-            return con.execute(f"{select} WHERE {wanted} {order}", keys).df()
+            return query_frame(con, f"{select} WHERE {wanted} {order}", keys)
         con.register("wanted", pd.DataFrame({"score_key": keys}))
         try:
-            return con.execute(f"{select} SEMI JOIN wanted USING (score_key) {order}").df()
+            return query_frame(con, f"{select} SEMI JOIN wanted USING (score_key) {order}")
         finally:
             con.unregister("wanted")
 
