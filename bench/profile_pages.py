@@ -5,8 +5,9 @@ bench/results/profile_pages.txt.
 
 Run after bench/corpus_scale.py has built its store:
   .venv/bin/python bench/profile_pages.py --home DIR [--dataset anecdotes] [--warm]
-The first session after the start is profiled (nothing about the split cached: what a first visit costs);
-with --warm, a session after one unprofiled session (what every later visit costs).
+The first session after the start is profiled (nothing about the split cached, no bootstrap kept in the
+store: what a first look costs); with --warm, a session after one unprofiled session (what every later visit
+costs).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def main() -> None:
     os.environ["ETHDASH_HOME"] = str(args.home)
     sys.path.insert(0, str(ROOT / "bench"))
     from app_latency import one_session
-    from corpus_scale import ADAPTERS
+    from corpus_scale import ADAPTERS, forget_kept_bootstraps
+
+    from ethdash.store import Store
 
     split, view, template = SPLITS[args.dataset]
     sidebar = {"dataset": args.dataset, "view": view, "template": template}
@@ -57,6 +60,8 @@ def main() -> None:
     os.environ["ETHDASH_PROFILE_TO"] = str(out_dir / "run")
     if args.warm:
         one_session(split, ADAPTERS, **sidebar)
+    else:  # a first look: no bootstrap kept in the store by an earlier process either
+        forget_kept_bootstraps(Store())
     wrapper = ROOT / f".profile-{uuid.uuid4().hex[:8]}.py"
     wrapper.write_text(WRAPPER)
     try:

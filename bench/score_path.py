@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +59,23 @@ def cli_seconds(items: int, data: Path) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=200)
-    parser.add_argument("--data", type=Path, default=DILEMMAS_DEV)
-    args = parser.parse_args()
-    os.environ["ETHDASH_HOME"] = tempfile.mkdtemp(prefix="ethdash-bench-")
+@dataclass
+class Setup:
+    """The prompts `ethdash score` sends for N real dev dilemmas (one order), the loaded local backend, and
+    the FLOP floor of those prompts at this machine's matmul rate."""
 
+    spec: object
+    requests: list
+    scorer: object
+    gflops: float
+    non_embedding: int
+    prefix: int  # tokens every prompt shares
+    tokens: int  # the shared prefix once, every other token once
+    floor_s: float
+
+
+def setup(items: int, data: Path = DILEMMAS_DEV) -> Setup:
+    os.environ["ETHDASH_HOME"] = tempfile.mkdtemp(prefix="ethdash-bench-")
     import torch
 
     from ethdash import models, scoring
@@ -74,12 +85,11 @@ def main() -> None:
     from ethdash.store import Store
 
     store = Store()
-    import_paths(store, [args.data])
+    import_paths(store, [data])
     spec = models.get(models.DEFAULT_MODEL)
-    job = scoring.Job(spec.name, "dilemmas-worse", "dilemmas", "dev", limit=args.items, order="ab")
+    job = scoring.Job(spec.name, "dilemmas-worse", "dilemmas", "dev", limit=items, order="ab")
     plan = scoring.plan(store, job)
     _, requests = scoring.jobs.requests_for(plan, plan.keys, Prompter(spec))  # what `ethdash score` sends
-    n = len(requests)
 
     gflops = matmul_gflops(torch)
     scorer = LocalScorer(spec)
@@ -90,8 +100,21 @@ def main() -> None:
     )
     prefix = len(shared_prefix([r.prompt_ids for r in requests]))
     tokens = prefix + sum(len(r.prompt_ids) - prefix for r in requests)
-    floor_flops = 2 * non_embedding * tokens + 2 * config.hidden_size * config.vocab_size * n
-    floor_s = floor_flops / (gflops * 1e9)
+    floor_flops = 2 * non_embedding * tokens + 2 * config.hidden_size * config.vocab_size * len(requests)
+    return Setup(spec, requests, scorer, gflops, non_embedding, prefix, tokens, floor_flops / (gflops * 1e9))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=DILEMMAS_DEV)
+    args = parser.parse_args()
+    import torch
+
+    s = setup(args.items, args.data)
+    spec, requests, scorer, gflops = s.spec, s.requests, s.scorer, s.gflops
+    non_embedding, prefix, tokens, floor_s = s.non_embedding, s.prefix, s.tokens, s.floor_s
+    n = len(requests)
 
     scorer.score(requests[:4])  # warm-up
     start = time.perf_counter()
