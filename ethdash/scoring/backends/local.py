@@ -26,7 +26,11 @@ from ethdash.models import ModelSpec, weights_location
 from ethdash.scoring.backends import Backend, Connection, Request, Result, register
 from ethdash.scoring.batching import last_column, left_pad, length_batches
 
-TOKENS_PER_BATCH = 4096  # padded tokens per forward pass: large enough to fill the cores, small for memory
+# Padded tokens per forward pass. Smaller than the cores need to be busy: the fewer prompts a batch holds, the
+# closer its lengths (sorted) and the less it pads. 200 real dilemma prompts: 4096 padded 34% more tokens than
+# they have and took 6.1-6.3 s, 1024 padded 8.5% and took 5.1-5.2 s; 48 anecdotes: 23.3 s against 21.7 s
+# (bench/profile_backend.py).
+TOKENS_PER_BATCH = 1024
 MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a separate pass
 
 
