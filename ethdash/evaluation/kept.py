@@ -22,7 +22,7 @@ from ethdash.evaluation import measures, statistics
 from ethdash.migrations import utc_now
 from ethdash.store import Store
 
-KEPT = 300  # about 100 KB each (1,000 resamples of 12 metrics): 30 MB at most; a page with 5 people keeps 48
+KEPT = 500  # about 100 KB each (1,000 resamples of 12 metrics): 50 MB at most; Compare with 20 people keeps 153
 
 log = logging.getLogger(__name__)
 

@@ -219,8 +219,9 @@ class Kept(Protocol):
 
 
 _KEPT: contextvars.ContextVar[Kept | None] = contextvars.ContextVar("bootstrap_kept", default=None)
-# Smaller comparisons are bootstrapped in a fraction of a second: not worth a place among the few kept.
-KEPT_FROM_ITEMS = 1_000
+# Smaller comparisons are bootstrapped in a few milliseconds: not worth a place among the few kept (people
+# tables compare each annotator's few hundred items).
+KEPT_FROM_ITEMS = 300
 
 
 def keep_in(kept: Kept | None) -> contextvars.Token:
