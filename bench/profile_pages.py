@@ -7,7 +7,7 @@ Run after bench/corpus_scale.py has built its store:
   .venv/bin/python bench/profile_pages.py --home DIR [--dataset anecdotes] [--warm]
 The first session after the start is profiled (nothing about the split cached, no bootstrap kept in the
 store: what a first look costs); with --warm, a session after one unprofiled session (what every later visit
-costs).
+costs); with --kept, the first session with the bootstraps an earlier process kept in the store (a restart).
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True, help="The store bench/corpus_scale.py built.")
     parser.add_argument("--dataset", choices=sorted(SPLITS), default="anecdotes")
     parser.add_argument("--warm", action="store_true", help="Profile a later session, not the first.")
+    parser.add_argument(
+        "--kept", action="store_true", help="The first session, with the bootstraps an earlier process kept."
+    )
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     os.environ["ETHDASH_HOME"] = str(args.home)
@@ -60,7 +63,7 @@ def main() -> None:
     os.environ["ETHDASH_PROFILE_TO"] = str(out_dir / "run")
     if args.warm:
         one_session(split, ADAPTERS, **sidebar)
-    else:  # a first look: no bootstrap kept in the store by an earlier process either
+    elif not args.kept:  # a first look: no bootstrap kept in the store by an earlier process either
         forget_kept_bootstraps(Store())
     wrapper = ROOT / f".profile-{uuid.uuid4().hex[:8]}.py"
     wrapper.write_text(WRAPPER)
@@ -71,6 +74,7 @@ def main() -> None:
     dumps = sorted(out_dir.glob("run.step*"), key=lambda p: int(p.suffix.removeprefix(".step")))
     report = io.StringIO()
     when = "a later session" if args.warm else "the first session after the start"
+    when += ", the bootstraps kept in the store by an earlier process" if args.kept else ""
     print(f"{args.dataset}/{split}, 6 systems, {when}\n", file=report)
     if len(dumps) != len(STEPS):  # a step that reran the script: name the runs by number
         print(f"{len(dumps)} script runs for the {len(STEPS)} steps {times}", file=report)
@@ -82,7 +86,7 @@ def main() -> None:
         stats.sort_stats("cumulative").print_stats(r"ethdash|views|numpy|pandas|plotly|streamlit", args.top)
     text = report.getvalue()
     print(text)
-    name = f"profile_pages_{args.dataset}_{'warm' if args.warm else 'first'}.txt"
+    name = f"profile_pages_{args.dataset}_{'warm' if args.warm else 'kept' if args.kept else 'first'}.txt"
     (ROOT / "bench" / "results" / name).write_text(text)
 
 
