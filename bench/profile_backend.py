@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
-from score_path import ROOT, setup
+from score_path import ROOT, machine, setup
 
 GROUPS = {
     "linear layers": ("aten::addmm", "aten::mm", "aten::linear", "aten::matmul", "aten::bmm"),
@@ -79,12 +78,7 @@ def main() -> None:
     linear_rate = 2 * non_embedding * padded / max(seconds["linear layers"], 1e-9) / 1e9
 
     report = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "fp32_matmul_gflops": round(gflops, 1),
-        },
+        "machine": machine(torch, gflops),
         "date": time.strftime("%Y-%m-%d"),
         "prompts": n,
         "tokens": {"shared_prefix": prefix, "total_once": tokens, "computed_with_padding": padded},

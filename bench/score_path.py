@@ -46,6 +46,16 @@ def matmul_gflops(torch, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / best / 1e9
 
 
+def machine(torch, gflops: float) -> dict:
+    """What a result's figures were measured on."""
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "fp32_matmul_gflops": round(gflops, 1),
+    }
+
+
 def cli_seconds(items: int, data: Path) -> float:
     """`ethdash score` for `items` dilemmas (one order) on a fresh store, as a whole process."""
     env = {**os.environ, "ETHDASH_HOME": tempfile.mkdtemp(prefix="ethdash-bench-cli-")}
@@ -132,12 +142,7 @@ def main() -> None:
     cli_s = cli_full - cli_small + backend_s * small / n
 
     report = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "fp32_matmul_gflops": round(gflops, 1),
-        },
+        "machine": machine(torch, gflops),
         "date": time.strftime("%Y-%m-%d"),
         "prompts": n,
         "tokens": {"shared_prefix": prefix, "total_once": tokens},
