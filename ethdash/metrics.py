@@ -201,7 +201,8 @@ def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
     """Each confidence's bin: [k/n, (k+1)/n), the last one closed (confidence 1.0 falls in the top bin). From
     k = floor(confidence · n), not from the edges: linspace's 0.6 is 0.6000000000000001, which put a
     confidence of exactly 0.6 in the bin below."""
-    return np.clip(np.floor(confidence * n_bins), 0, n_bins - 1).astype(int)
+    index = np.floor(np.nan_to_num(confidence, nan=1.0) * n_bins)  # NaN in the top bin, as before: ECE NaN
+    return np.clip(index, 0, n_bins - 1).astype(int)
 
 
 def reliability_bins(counts: object, p: object, n_bins: int = 10) -> ReliabilityBins:

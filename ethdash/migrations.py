@@ -258,12 +258,12 @@ def _stated(con: duckdb.DuckDBPyConnection) -> None:
 def _bootstrap_results(con: duckdb.DuckDBPyConnection) -> None:
     # A system's bootstrap over a large comparison, by a digest of everything it is computed from (the votes,
     # the probabilities, c, T*, the resamples, the code that computes metrics): computed once, not once per
-    # process (`ethdash.evaluation.kept`). Only the newest are kept.
+    # process (`ethdash.evaluation.kept`). Only the most recently used are kept.
     con.execute("""
         CREATE TABLE bootstrap_results (
             content_key VARCHAR PRIMARY KEY,
             metrics VARCHAR[] NOT NULL,     -- the metrics, in the order of their rows in `resampled`
             estimates DOUBLE[] NOT NULL,    -- each metric over the items as they are
             resampled BLOB NOT NULL,        -- float64, metrics x resamples, C order
-            created_at TIMESTAMP NOT NULL
+            used_at TIMESTAMP NOT NULL      -- written or last read: the least recently used go first
         )""")

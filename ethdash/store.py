@@ -84,9 +84,13 @@ def damaged(path: Path, exc: Exception) -> StoreDamagedError:
 
 def query_frame(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None) -> pd.DataFrame:
     """A query's rows as a DataFrame, through Arrow: DuckDB's `.df()` writes each string as a Python object
-    that pandas then turns back into Arrow (3x slower for a split of 27,766 items). Missing values are as
-    `.df()` gives them, as the code reading these frames expects: None in a text column (not NaN, which is
-    true where `if title:` asks), <NA> in an integer one (not a float column)."""
+    that pandas then turns back into Arrow (3x slower for a split of 27,766 items).
+
+    A missing text value is None (`.df()` gave None only where a whole column was missing, else NaN, which
+    `item.get("title") or ""` read as true: templates wrote "nan" into the prompt of an item without a title
+    when its split was read whole, and "" when the item was read alone). A missing integer or boolean is <NA>
+    in a nullable column (Int64, boolean), as `.df()` gives. Meant for the store's own tables (text, numbers,
+    lists of doubles, timestamps); other types come as Arrow converts them (a DATE as datetime.date)."""
     table = con.sql(query, params=params).to_arrow_table()
     frame = table.to_pandas()
     for field, column in zip(table.schema, table.columns):
@@ -95,8 +99,9 @@ def query_frame(con: duckdb.DuckDBPyConnection, query: str, params: list | None 
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             values = frame[field.name]
             frame[field.name] = values.astype(object).where(values.notna(), None)
-        elif pa.types.is_integer(field.type):
-            frame[field.name] = frame[field.name].astype("Int64")
+        elif pa.types.is_integer(field.type) or pa.types.is_boolean(field.type):
+            nullable = "boolean" if pa.types.is_boolean(field.type) else "Int64"
+            frame[field.name] = pd.array(column.to_pylist(), dtype=nullable)  # exact: no float on the way
     return frame
 
 

@@ -76,10 +76,22 @@ def test_small_comparisons_and_comparisons_outside_kept_in_are_not_kept(store, a
         assert con.execute("SELECT count(*) FROM bootstrap_results").fetchall() == [(0,)]
 
 
-def test_only_the_newest_results_are_kept(store, all_dev_votes, monkeypatch):
+def test_the_most_recently_used_results_are_kept(store, all_dev_votes, monkeypatch):
     monkeypatch.setattr(kept, "KEPT", 3)
+    systems = _systems(all_dev_votes)
+
+    def stored(seed: int) -> list[bool]:
+        """Whether each system's result for this seed is in the store."""
+        with store.connect() as con:
+            keys = {row[0] for row in con.execute("SELECT content_key FROM bootstrap_results").fetchall()}
+        contents = [statistics._content_key(all_dev_votes, p, 20, seed, False) for p in systems]
+        return [StoredBootstrap._key(c) in keys for c in contents]
+
     with statistics.kept_in(StoredBootstrap(store)):
-        for seed in range(3):  # 2 systems each time: 6 results, the newest 3 kept
-            statistics.metric_table(all_dev_votes, _systems(all_dev_votes), n_resamples=20, seed=seed)
-    with store.connect() as con:
-        assert con.execute("SELECT count(*) FROM bootstrap_results").fetchall() == [(3,)]
+        statistics.metric_table(all_dev_votes, systems, n_resamples=20, seed=0)
+        statistics.metric_table(all_dev_votes, systems, n_resamples=20, seed=1)  # 4 results: 3 kept
+        assert stored(1) == [True, True] and sum(stored(0)) == 1
+        # A later process reads seed 0's kept result (now the most recently used) and computes the other.
+        monkeypatch.setattr(statistics, "_RESAMPLED", type(statistics._RESAMPLED)())
+        statistics.metric_table(all_dev_votes, systems, n_resamples=20, seed=0)
+    assert stored(0) == [True, True] and sum(stored(1)) == 1

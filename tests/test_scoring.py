@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from ethdash import adapters, models, scoring
+from ethdash.datasets import catalog
 from ethdash.datasets.importer import import_paths
 from ethdash.scoring.backends.local import LocalScorer
 from ethdash.scoring.prompting import Prompter
@@ -390,3 +391,34 @@ def test_a_model_registered_with_another_chat_template_is_asked_anew(store):
     own, other = keys_with(None), keys_with(template)
     assert len(own) == 4 and not set(own) & set(other)
     assert keys_with(None) == own and keys_with(template) == other
+
+
+def test_an_item_without_a_title_is_asked_the_same_whether_its_split_or_it_alone_is_read(store, tmp_path, monkeypatch):
+    """Before: a split where only some items have a title (a JSON null) was read with NaN for the missing ones,
+    and the prompt said "nan" where the title goes; the item read alone (the one open in Browse) said "":
+    another prompt, another score key."""
+    path = tmp_path / "vignettes.jsonl"
+    rows = [
+        {"uid": "v1", "title": None, "vignette": "A nurse tells a patient a comforting lie.", "yes": 7, "no": 3},
+        {"uid": "v2", "title": "Cheating", "vignette": "A student reports a friend who cheated.", "yes": 4, "no": 6},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    imported = run_cli(
+        "data", "import", str(path), "--dataset", "vig", "--text-column", "vignette", "--title-column", "title",
+        "--id-column", "uid", "--option", "APPROVE=yes", "--option", "DISAPPROVE=no",
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    written = run_cli("templates", "new", "--dataset", "vig", "--name", "vig-t")
+    assert written.returncode == 0, written.stderr
+
+    def v1_keys(item_ids: tuple[str, ...] | None) -> tuple[dict, str]:
+        monkeypatch.setattr(scoring.jobs, "_DIGESTS", {})  # no digest remembered from the other read
+        plan = scoring.plan(store, scoring.Job(MODEL, "vig-t", "vig", item_ids=item_ids))
+        row = plan.items.index[plan.items["item_id"] == "v1"][0]
+        user = plan.template.messages(catalog.records(plan.items)[row])[-1]["content"]
+        return {k["item_order"]: k["score_key"] for k in plan.keys if k["item_id"] == "v1"}, user
+
+    whole, asked = v1_keys(None)
+    alone, asked_alone = v1_keys(("v1",))
+    assert whole == alone and asked == asked_alone
+    assert asked.endswith("\n\nA nurse tells a patient a comforting lie.") and "nan" not in asked

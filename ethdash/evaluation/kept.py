@@ -2,8 +2,9 @@
 process: `ethdash evaluate` run again, the app restarted, or Compare after `evaluate` read it back.
 
 A result is found by a digest of everything it is computed from (`statistics._content_key`: the votes, the
-probabilities, c and T*, the resamples) and of the code that computes metrics, so that a new version of it
-never reads an earlier version's numbers. Only the newest `KEPT` results are kept.
+probabilities, c and T*, the resamples) and of the code that computes metrics and draws the resamples, so
+that a new version of it never reads an earlier version's numbers. Only the `KEPT` most recently used results
+are kept.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import sys
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import scipy
 
 from ethdash import metrics, votes
 from ethdash.errors import EthdashError
@@ -29,9 +32,10 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def code_version() -> bytes:
-    """A digest of the modules whose code decides a bootstrap's numbers."""
-    digest = hashlib.blake2b()
-    for module in (metrics, votes, measures, statistics):
+    """A digest of the code that decides a bootstrap's numbers and how they are stored: these modules, and
+    the numpy (its random streams draw the resamples) and scipy versions."""
+    digest = hashlib.blake2b(f"numpy {np.__version__} scipy {scipy.__version__}".encode())
+    for module in (metrics, votes, measures, statistics, sys.modules[__name__]):
         digest.update(Path(module.__file__).read_bytes())
     return digest.digest()
 
@@ -53,17 +57,21 @@ class StoredBootstrap:
         return hashlib.blake2b(code_version() + content, digest_size=20).hexdigest()
 
     def load(self, keys: list[bytes]) -> dict[bytes, statistics.PerMetric]:
-        wanted = {self._key(k): k for k in keys}
-        if not wanted:
-            return {}
         try:
-            with self.store.connect() as con:
-                rows = con.execute(
-                    "SELECT content_key, metrics, estimates, resampled FROM bootstrap_results "
-                    f"WHERE content_key IN ({', '.join('?' * len(wanted))})",
-                    list(wanted),
-                ).fetchall()
-        except (duckdb.Error, EthdashError) as exc:
+            wanted = {self._key(k): k for k in keys}
+            if not wanted:
+                return {}
+            marks = ", ".join("?" * len(wanted))
+            with self.store.transaction() as con:
+                query = "SELECT content_key, metrics, estimates, resampled FROM bootstrap_results WHERE content_key IN"
+                rows = con.execute(f"{query} ({marks})", list(wanted)).fetchall()
+                if rows:  # read now: the last to be pruned
+                    found_keys = [row[0] for row in rows]
+                    con.execute(
+                        f"UPDATE bootstrap_results SET used_at = ? WHERE content_key IN ({', '.join('?' * len(rows))})",
+                        [utc_now(), *found_keys],
+                    )
+        except (OSError, duckdb.Error, EthdashError) as exc:
             log.warning("bootstrap results not read from %s: %s", self.store.path, exc)
             return {}
         found = {}
@@ -77,21 +85,21 @@ class StoredBootstrap:
 
     def save(self, results: dict[bytes, statistics.PerMetric]) -> None:
         now = utc_now()
-        rows = []
-        for content, per_metric in results.items():
-            names = list(per_metric)
-            resampled = np.stack([np.asarray(per_metric[n][1], dtype=np.float64) for n in names]) if names else None
-            blob = b"" if resampled is None else resampled.tobytes()
-            rows.append([self._key(content), names, [float(per_metric[n][0]) for n in names], blob, now])
-        if not rows:
-            return
         try:
+            rows = []
+            for content, per_metric in results.items():
+                names = list(per_metric)
+                resampled = [np.asarray(per_metric[n][1], dtype=np.float64) for n in names]
+                blob = np.stack(resampled).tobytes() if names else b""
+                rows.append([self._key(content), names, [float(per_metric[n][0]) for n in names], blob, now])
+            if not rows:
+                return
             with self.store.transaction() as con:
                 con.executemany("INSERT OR REPLACE INTO bootstrap_results VALUES (?, ?, ?, ?, ?)", rows)
                 con.execute(
                     """DELETE FROM bootstrap_results WHERE content_key NOT IN (
-                           SELECT content_key FROM bootstrap_results ORDER BY created_at DESC, content_key LIMIT ?)""",
+                           SELECT content_key FROM bootstrap_results ORDER BY used_at DESC, content_key LIMIT ?)""",
                     [KEPT],
                 )
-        except (duckdb.Error, EthdashError) as exc:
+        except (OSError, duckdb.Error, EthdashError) as exc:
             log.warning("bootstrap results not kept in %s: %s", self.store.path, exc)
