@@ -331,3 +331,69 @@ def test_a_paraphrased_template_gives_each_system_a_consistency_and_its_most_sen
     box = sensitive.bounding_box()
     page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's selection box
     wait_for_item(page, None, top)
+
+
+# --- Issue 18: a large comparison's bootstrap is computed once, then read from the store by every process
+
+
+def test_compare_after_evaluate_shows_the_bootstrap_evaluate_kept(page, browser_app, tmp_path):
+    """`ethdash evaluate` keeps the bootstrap of a comparison of 300 items or more in the store; Compare, opened
+    afterwards in the running app (which never computed it), reads it there: it shows evaluate's interval,
+    the kept row is marked as read and no row is added."""
+    from ethdash.evaluation import statistics
+
+    from .conftest import DILEMMAS_DEV, run_cli
+
+    records = [json.loads(line) for line in DILEMMAS_DEV.read_text().splitlines()[: statistics.KEPT_FROM_ITEMS + 20]]
+    frame = pd.DataFrame(
+        {
+            "uid": [r["id"] for r in records],
+            "vignette": [r["actions"][0]["description"] for r in records],  # real texts, real votes
+            "worse": [r["gold_annotations"][0] for r in records],  # votes: the first action is the worse
+            "better": [r["gold_annotations"][1] for r in records],
+        }
+    )
+    frame.to_csv(tmp_path / "kept.csv", index=False)
+    env = browser_app.env()
+
+    def kept() -> dict[str, tuple]:
+        """The kept bootstraps: content key → (metrics, resampled, when last used)."""
+        with browser_app.store.connect() as con:
+            rows = con.execute("SELECT content_key, metrics, resampled, used_at FROM bootstrap_results").fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+    for command in (
+        ("data", "import", str(tmp_path / "kept.csv"), "--dataset", "bt-kept", "--text-column", "vignette",
+         "--id-column", "uid", "--option", "WORSE=worse", "--option", "BETTER=better"),
+        ("templates", "new", "--dataset", "bt-kept", "--name", "bt-kept-t"),
+        ("score", "--template", "bt-kept-t", "--dataset", "bt-kept"),
+    ):  # fmt: skip
+        done = run_cli(*command, env=env, timeout=1200)
+        assert done.returncode == 0, done.stderr[-2000:]
+    earlier = kept()
+    done = run_cli("evaluate", "--template", "bt-kept-t", "--dataset", "bt-kept", env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    added = {k: v for k, v in kept().items() if k not in earlier}
+    assert len(added) == 1, added  # the base model's (this dataset has no second vote sample: no human ceiling)
+    [(key, (names, blob, used))] = added.items()
+    resampled = np.frombuffer(blob).reshape(len(names), -1)[names.index("xent")]
+    low, high = np.nanpercentile(resampled, [2.5, 97.5])
+    # The estimate, from the stored probabilities and the votes (independently of the bootstrap).
+    with browser_app.store.connect() as con:
+        p, votes = con.execute(
+            """SELECT list(s.probs ORDER BY s.item_id), list(v.counts ORDER BY s.item_id) FROM scores s
+               JOIN votes v USING (dataset, split, item_id)
+               WHERE s.dataset = 'bt-kept' AND v.view = 'votes' AND v.sample = 'gold'"""
+        ).fetchall()[0]
+    estimate = metrics.soft_xent(np.array(votes, dtype=float), np.array(p, dtype=float))
+
+    sidebar = {**SIDEBAR, "dataset": "bt-kept", "split": "all", "view": "votes", "template": "bt-kept-t"}
+    page.goto(f"{browser_app.url}/compare?{'&'.join(f'{k}={v}' for k, v in sidebar.items())}")
+    page.get_by_text("Coverage", exact=True).wait_for(timeout=120_000)
+    settle(page)
+    page.get_by_text(f"Compared on the {len(records)} items scored by every system").wait_for()
+    cells = row_cells(metrics_grid(page).locator("tr").filter(has_text=BASE))
+    assert cells[1] == f"{estimate:.3f} [{low:.3f},\u00a0{high:.3f}]", cells
+    now = kept()
+    assert now.keys() == earlier.keys() | {key}  # nothing computed and kept again
+    assert now[key][2] > used  # read by the page
