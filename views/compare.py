@@ -22,7 +22,7 @@ systems = selection.systems
 options = tuple(selection.options)
 store = Store()
 # A large split's bootstrap is computed once, then read from the store (by this and every later process).
-statistics.keep_in(StoredBootstrap())
+statistics.keep_in(StoredBootstrap(store))
 
 st.header(f"Compare · {ui.md(selection.dataset)} · {ui.md(selection.split or 'all splits')}")
 if not systems:

@@ -139,6 +139,11 @@ def records(items: pd.DataFrame) -> list[dict]:
     return [dict(zip(columns, row)) for row in zip(*(_values(items[c]) for c in columns))]
 
 
+def records_by_id(items: pd.DataFrame) -> dict[str, dict]:
+    """`records` by item id."""
+    return dict(zip(items["item_id"].tolist(), records(items)))
+
+
 def _values(column: pd.Series) -> list:
     values = column.tolist()
     if getattr(column.dtype, "na_value", None) is pd.NA and column.hasnans:

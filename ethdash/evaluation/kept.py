@@ -41,16 +41,11 @@ def code_version() -> bytes:
 
 
 class StoredBootstrap:
-    """`statistics.Kept` in a store's `bootstrap_results` table (None: the store the settings name when it
-    is used, as the pages open theirs). Failing to read or write it costs only a recomputation: the
-    comparison itself never fails on it (a line in the log says why)."""
+    """`statistics.Kept` in a store's `bootstrap_results` table. Failing to read or write it costs only a
+    recomputation: the comparison itself never fails on it (a line in the log says why)."""
 
-    def __init__(self, store: Store | None = None):
-        self._store = store
-
-    @property
-    def store(self) -> Store:
-        return self._store if self._store is not None else Store()
+    def __init__(self, store: Store):
+        self.store = store
 
     @staticmethod
     def _key(content: bytes) -> str:

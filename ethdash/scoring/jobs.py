@@ -204,7 +204,6 @@ class _KeyDigest:
 
     def __init__(self, fixed: dict):
         fields = sorted({"key_version": KEY_VERSION, **fixed, **dict.fromkeys(self.VARYING, "")})
-        self._fixed = dict(fixed)
         text = "["  # a str.format pattern: the fixed values' JSON (braces doubled), a field for each varying one
         for position, name in enumerate(fields):
             text += _braces_doubled((", " if position else "") + json.dumps(name, ensure_ascii=False) + ", ")
@@ -215,13 +214,6 @@ class _KeyDigest:
                 text += _braces_doubled(json.dumps(value, ensure_ascii=False))
         self._pattern = (text + "]").format
         self._quoted: dict[object, str] = {}  # the few datasets, splits and orders, as JSON
-
-    def __call__(self, key: dict) -> str:
-        if len(key) != len(self._fixed) + len(self.VARYING) or any(
-            key[name] != value for name, value in self._fixed.items()
-        ):  # a key of other fields than these: the whole key's JSON
-            return score_key(key)
-        return self.of(*(key[name] for name in self.VARYING))
 
     def of(self, dataset: str, split: str, item_id: str, item_order: str, prompt_hash: str) -> str:
         """The digest of the key of these values and the fixed fields."""
@@ -435,7 +427,7 @@ def _run_streaming(store: Store, p: Plan, scorer, prompter, rows: dict, report: 
 
 def item_rows(p: Plan) -> dict[str, dict]:
     """The plan's items by id, as the template reads them."""
-    return {row.item_id: row._asdict() for row in p.items.itertuples()}
+    return catalog.records_by_id(p.items)
 
 
 def requests_for(
@@ -608,7 +600,7 @@ def _asked_as_now(store: Store, frame: pd.DataFrame) -> pd.Series:
         except (EthdashError, KeyError):
             continue
         items = catalog.items_frame(store, dataset, split, template.view)
-        records = dict(zip(items["item_id"].tolist(), catalog.records(items)))
+        records = catalog.records_by_id(items)
         asked: dict[tuple[str, str], str | None] = {}  # each (item, order) once: every system asks the same
         for position, item_id, order, digest in zip(
             frame.index.get_indexer(group.index), group["item_id"], group["item_order"], group["prompt_hash"]
